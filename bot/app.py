@@ -1,0 +1,136 @@
+"""build_application(): the bot's table of contents. Every handler is registered here."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from telegram import BotCommand, BotCommandScopeChat, BotCommandScopeDefault
+from telegram.error import TelegramError
+from telegram.ext import (
+    Application,
+    ApplicationBuilder,
+    CommandHandler,
+    ContextTypes,
+    MessageHandler,
+    TypeHandler,
+    filters,
+)
+from telegram import Update
+
+from bot.const import CMD_HELP, CMD_RETRAIN, CMD_START, CMD_STATS
+from bot.context import CloneContext, set_services
+from bot.engine import CloneEngine, GenerationOverrides
+from bot.handlers.access import gate
+from bot.handlers.admin import retrain, stats
+from bot.handlers.chat import reply_as_clone
+from bot.handlers.errors import on_error
+from bot.handlers.start import start
+from bot.handlers.upload import import_upload
+from bot.retrain import RetrainService
+from bot.scheduler import build_scheduler, parse_cron
+from bot.services import Services
+from bot.settings import Settings
+from storage.db import Database
+from storage.runs import current_adapter, fail_stale_runs
+
+logger = logging.getLogger(__name__)
+
+PUBLIC_COMMANDS = [
+    BotCommand(CMD_START, "What this bot is"),
+    BotCommand(CMD_HELP, "What this bot is"),
+]
+OWNER_COMMANDS = [
+    *PUBLIC_COMMANDS,
+    BotCommand(CMD_RETRAIN, "Train a new adapter now"),
+    BotCommand(CMD_STATS, "Data and training figures"),
+]
+
+AnyApplication = Application[Any, Any, Any, Any, Any, Any]
+
+
+def build_application(settings: Settings) -> AnyApplication:
+    """The configured PTB application; its services start in post_init."""
+    parse_cron(settings)  # a bad RETRAIN_CRON fails here, before any connection
+    application = (
+        ApplicationBuilder()
+        .token(settings.telegram_bot_token)
+        .base_url(settings.telegram_api_base_url)
+        .base_file_url(settings.telegram_file_base_url)
+        .local_mode(settings.telegram_local_mode)
+        .context_types(ContextTypes(context=CloneContext))
+        .concurrent_updates(True)  # one chat's generation never holds up another chat
+        .post_init(_post_init(settings))
+        .post_shutdown(_post_shutdown)
+        .build()
+    )
+    # Group -1: the access gate stops everything it does not allow.
+    application.add_handler(TypeHandler(Update, gate), group=-1)
+    # Group 0: commands, then uploads, then talk with the clone.
+    application.add_handler(CommandHandler([CMD_START, CMD_HELP], start))
+    application.add_handler(CommandHandler(CMD_RETRAIN, retrain))
+    application.add_handler(CommandHandler(CMD_STATS, stats))
+    application.add_handler(MessageHandler(filters.Document.ALL, import_upload))
+    application.add_handler(
+        MessageHandler(filters.TEXT & ~filters.COMMAND & filters.ChatType.PRIVATE, reply_as_clone)
+    )
+    application.add_error_handler(on_error)
+    return application
+
+
+def _post_init(settings: Settings) -> Any:
+    async def post_init(application: AnyApplication) -> None:
+        db = await Database.open(settings.database_path)
+        stale = await fail_stale_runs(db, "the bot stopped while this run was in progress")
+        if stale:
+            logger.warning("marked %d unfinished training run(s) as failed", stale)
+        engine = CloneEngine(
+            device=settings.engine_device,
+            overrides=GenerationOverrides(
+                do_sample=settings.generation_do_sample,
+                max_new_tokens=settings.generation_max_new_tokens,
+                temperature=settings.generation_temperature,
+            ),
+        )
+
+        async def notify_owner(text: str) -> None:
+            try:
+                await application.bot.send_message(settings.owner_id, text)
+            except TelegramError:
+                logger.warning("could not message the owner", exc_info=True)
+
+        retrain_service = RetrainService(settings, db, engine, notify_owner)
+        scheduler = build_scheduler(settings, retrain_service)
+        scheduler.start()
+        set_services(
+            application,
+            Services(settings, db, engine, retrain_service, scheduler),
+        )
+        await _set_commands(application, settings)
+        adapter = await current_adapter(db)
+        if adapter is not None:
+            from pathlib import Path
+
+            application.create_task(engine.load_adapter(Path(adapter.path)))
+
+    return post_init
+
+
+async def _set_commands(application: AnyApplication, settings: Settings) -> None:
+    await application.bot.set_my_commands(PUBLIC_COMMANDS, scope=BotCommandScopeDefault())
+    try:
+        await application.bot.set_my_commands(
+            OWNER_COMMANDS, scope=BotCommandScopeChat(settings.owner_id)
+        )
+    except TelegramError:  # the owner has not opened a chat with the bot yet
+        logger.info("owner command menu not set: no chat with the owner yet")
+
+
+async def _post_shutdown(application: AnyApplication) -> None:
+    services = application.bot_data.get("services")
+    if not isinstance(services, Services):
+        return
+    services.scheduler.shutdown(wait=False)
+    await services.retrain.cancel()
+    await services.engine.close()
+    await services.db.close()

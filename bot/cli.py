@@ -1,0 +1,194 @@
+"""The `tgclone` command line: each subcommand is one typed function below."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from bot.settings import Settings, SettingsError, load_settings
+
+logger = logging.getLogger(__name__)
+
+
+def configure_logging(level: int) -> None:
+    """Logs to stderr; httpx's per-request lines (they carry the bot token) turned down."""
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+
+
+def run_bot(settings: Settings) -> int:
+    """Run the bot with long polling until interrupted."""
+    missing = settings.missing_for_bot()
+    if missing:
+        print(
+            "tgclone cannot start; set these in the environment or in .env:\n  "
+            + "\n  ".join(missing),
+            file=sys.stderr,
+        )
+        return 2
+    from bot.app import build_application
+
+    build_application(settings).run_polling(drop_pending_updates=False)
+    return 0
+
+
+def import_file(settings: Settings, path: Path, owner_id: int | None) -> int:
+    """Import a Telegram Desktop JSON export into the database and print the counts."""
+    from bot.import_report import format_import_report
+    from storage.db import Database
+    from storage.errors import ExportError
+    from storage.importer import import_export
+
+    if not path.is_file():
+        print(f"error: {path} is not a file", file=sys.stderr)
+        return 2
+
+    async def go() -> int:
+        db = await Database.open(settings.database_path)
+        try:
+            report = await import_export(
+                db, path, owner_id=owner_id or settings.owner_id or None, file_name=path.name
+            )
+        except ExportError as exc:
+            print(f"error: nothing was imported. {exc}", file=sys.stderr)
+            return 1
+        finally:
+            await db.close()
+        print(format_import_report(report))
+        return 0
+
+    return asyncio.run(go())
+
+
+def dataset_build(settings: Settings, out_dir: Path) -> int:
+    """Build the training dataset from the database and write train/eval JSONL."""
+    from bot.run_setup import build_corpus_dataset
+    from storage.db import Database
+    from training.dataset import write_jsonl
+
+    async def go() -> int:
+        db = await Database.open(settings.database_path)
+        try:
+            build = await build_corpus_dataset(db, settings)
+        finally:
+            await db.close()
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_jsonl(out_dir / "train.jsonl", build.train)
+        write_jsonl(out_dir / "eval.jsonl", build.eval)
+        print(f"conversations: {build.conversations}")
+        print(f"samples: {len(build.train)} train, {len(build.eval)} eval")
+        print(f"fingerprint: {build.fingerprint}")
+        for reason, count in sorted(build.drops.items()):
+            print(f"dropped {reason}: {count}")
+        print(f"written to {out_dir}")
+        return 0
+
+    return asyncio.run(go())
+
+
+def train(settings: Settings) -> int:
+    """Train an adapter now, in the foreground, from everything stored; promote it if it succeeds."""
+    from bot.retrain import RetrainService
+    from storage.db import Database
+
+    async def say(text: str) -> None:
+        print(text, flush=True)
+
+    async def print_event(event: dict[str, Any]) -> None:
+        print(json.dumps(event), flush=True)
+
+    async def go() -> int:
+        db = await Database.open(settings.database_path)
+        try:
+            service = RetrainService(settings, db, None, notify=say, on_event=print_event)
+            run = await service.run("cli")
+        finally:
+            await db.close()
+        return 0 if run is not None and run.status == "succeeded" else 1
+
+    return asyncio.run(go())
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tgclone", description=__doc__)
+    parser.add_argument("--data-dir", type=Path, help="overrides DATA_DIR")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("run", help=run_bot.__doc__)
+    imp = sub.add_parser("import", help=import_file.__doc__)
+    imp.add_argument("path", type=Path)
+    imp.add_argument("--owner-id", type=int, help="your Telegram user id (single-chat exports)")
+    dataset = sub.add_parser("dataset", help="training dataset commands")
+    dataset_sub = dataset.add_subparsers(dest="dataset_command", required=True)
+    build = dataset_sub.add_parser("build", help=dataset_build.__doc__)
+    build.add_argument("--out", type=Path, help="output folder (default DATA_DIR/dataset)")
+    tr = sub.add_parser("train", help=train.__doc__)
+    tr.add_argument("--base-model")
+    tr.add_argument("--learning-rate", type=float)
+    tr.add_argument("--epochs", type=float)
+    tr.add_argument("--max-steps", type=int)
+    tr.add_argument("--batch-size", type=int)
+    tr.add_argument("--grad-accum", type=int)
+    tr.add_argument("--eval-steps", type=int)
+    tr.add_argument("--lora-r", type=int)
+    tr.add_argument("--max-length", type=int)
+    tr.add_argument("--quantization", choices=["auto", "4bit", "none"])
+    return parser
+
+
+TRAIN_FLAGS = {
+    "base_model": "base_model",
+    "learning_rate": "train_learning_rate",
+    "epochs": "train_epochs",
+    "max_steps": "train_max_steps",
+    "batch_size": "train_batch_size",
+    "grad_accum": "train_grad_accum",
+    "eval_steps": "train_eval_steps",
+    "lora_r": "train_lora_r",
+    "max_length": "train_max_length",
+    "quantization": "train_quantization",
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `tgclone` console script."""
+    args = _parser().parse_args(argv)
+    # The bot logs what it does; one-shot commands print their result and log only problems.
+    quiet = logging.INFO if args.command == "run" else logging.WARNING
+    configure_logging(logging.DEBUG if args.verbose else quiet)
+    overrides: dict[str, object] = {}
+    if args.data_dir is not None:
+        overrides["data_dir"] = args.data_dir
+    if args.command == "train":
+        for flag, setting in TRAIN_FLAGS.items():
+            value = getattr(args, flag)
+            if value is not None:
+                overrides[setting] = value
+    try:
+        settings = load_settings(**overrides)
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "run":
+        return run_bot(settings)
+    if args.command == "import":
+        return import_file(settings, args.path, args.owner_id)
+    if args.command == "dataset":
+        return dataset_build(settings, args.out or settings.data_dir / "dataset")
+    if args.command == "train":
+        return train(settings)
+    raise AssertionError(f"unhandled command {args.command}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

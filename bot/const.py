@@ -1,0 +1,22 @@
+"""Fixed values of the bot: command names, limits, texts that never change per deployment."""
+
+from __future__ import annotations
+
+CMD_START = "start"
+CMD_HELP = "help"
+CMD_RETRAIN = "retrain"
+CMD_STATS = "stats"
+
+OWNER_COMMANDS = frozenset({CMD_RETRAIN, CMD_STATS})
+"""Commands only the owner may run; the access gate enforces it."""
+
+MAX_MESSAGE_CHARS = 4096
+"""Telegram's limit for one text message."""
+
+CLOUD_DOWNLOAD_LIMIT_BYTES = 20 * 1024 * 1024
+"""Files a bot may download from the cloud Bot API; a local Bot API server lifts it."""
+
+EXPORT_SUFFIXES = (".json",)
+
+RETRAIN_JOB_ID = "retrain-now"
+RETRAIN_CRON_JOB_ID = "retrain-cron"

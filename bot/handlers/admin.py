@@ -1,0 +1,65 @@
+"""Owner commands: /retrain and /stats (the access gate already let only the owner through)."""
+
+from __future__ import annotations
+
+import logging
+
+from telegram import Update
+
+from bot.const import RETRAIN_JOB_ID
+from bot.context import CloneContext
+from bot.retrain import RunAlreadyActiveError, describe_metrics
+from bot.run_setup import build_corpus_dataset
+from storage.messages import corpus_counts
+from storage.runs import current_adapter, latest_run
+
+logger = logging.getLogger(__name__)
+
+
+async def retrain(update: Update, context: CloneContext) -> None:
+    """Start a training run now; say so if one is already running."""
+    message = update.effective_message
+    if message is None:
+        return
+    services = context.services
+    try:
+        await services.retrain.ensure_idle()
+    except RunAlreadyActiveError:
+        await message.reply_text("A training run is already in progress; I'll tell you when it ends.")
+        return
+    if services.scheduler.get_job(RETRAIN_JOB_ID) is not None:
+        await message.reply_text("A training run is about to start.")
+        return
+    services.scheduler.add_job(services.retrain.run, args=["command"], id=RETRAIN_JOB_ID)
+
+
+async def stats(update: Update, context: CloneContext) -> None:
+    """Messages, owner messages, training samples and the last run."""
+    message = update.effective_message
+    if message is None:
+        return
+    services = context.services
+    counts = await corpus_counts(services.db)
+    build = await build_corpus_dataset(services.db, services.settings)
+    dropped = sum(build.drops.values())
+    lines = [
+        f"Chats: {counts.chats}",
+        f"Messages: {counts.messages} ({counts.owner_messages} yours)",
+        f"Training samples: {len(build.train)} train / {len(build.eval)} eval "
+        f"from {build.conversations} conversations; {dropped} items filtered out",
+    ]
+    run = await latest_run(services.db)
+    if run is None:
+        lines.append("Last run: none yet — /retrain to start one.")
+    else:
+        when = (run.finished_at or run.started_at or run.created_at).strftime("%Y-%m-%d %H:%M UTC")
+        lines.append(f"Last run: #{run.run_id} {run.status} ({when})")
+        if run.metrics:
+            lines.append(f"  {describe_metrics(run.metrics)}")
+        if run.error:
+            lines.append(f"  error: {run.error[:300]}")
+    adapter = await current_adapter(services.db)
+    lines.append(
+        "Serving adapter: " + (f"from run #{adapter.run_id}" if adapter else "none")
+    )
+    await message.reply_text("\n".join(lines))

@@ -1,0 +1,143 @@
+"""One training run at a time: dataset → child process → adapter → live, with the owner told."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from bot.engine import CloneEngine
+from bot.run_setup import NotEnoughDataError, prepare_run
+from bot.settings import Settings
+from storage.db import Database
+from storage.runs import (
+    active_run,
+    add_adapter,
+    create_run,
+    finish_run,
+    get_run,
+    mark_run_running,
+)
+from storage.models import TrainingRun
+from training.runner import LocalRunner
+
+logger = logging.getLogger(__name__)
+
+Notify = Callable[[str], Awaitable[None]]
+OnEvent = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class RunAlreadyActiveError(Exception):
+    """A training run is already queued or running."""
+
+
+def _metric(metrics: dict[str, float], name: str) -> str:
+    value = metrics.get(name)
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def describe_metrics(metrics: dict[str, float]) -> str:
+    """eval_loss and mean token accuracy in a few words."""
+    return (
+        f"eval_loss {_metric(metrics, 'eval_loss')}, "
+        f"mean token accuracy {_metric(metrics, 'eval_mean_token_accuracy')}"
+    )
+
+
+class RetrainService:
+    """Runs training jobs for the bot; the scheduler and /retrain both call `run`."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        engine: CloneEngine | None,
+        notify: Notify,
+        on_event: OnEvent | None = None,
+    ) -> None:
+        """`engine` None: nothing serves in this process (the CLI), adapters are only recorded."""
+        self._settings = settings
+        self._db = db
+        self._engine = engine
+        self._notify = notify
+        self._on_event = on_event
+        self._lock = asyncio.Lock()
+        self._runner: LocalRunner | None = None
+
+    @property
+    def busy(self) -> bool:
+        return self._lock.locked()
+
+    async def ensure_idle(self) -> None:
+        """Raise RunAlreadyActiveError when a run is queued or running."""
+        if self.busy or await active_run(self._db) is not None:
+            raise RunAlreadyActiveError("a training run is already in progress")
+
+    async def cancel(self) -> None:
+        """Stop the running training process, if any."""
+        if self._runner is not None:
+            await self._runner.cancel()
+
+    async def run(self, trigger: str) -> TrainingRun | None:
+        """Train a new adapter from everything stored, and make it live if it succeeds.
+
+        Returns the finished run, or None when another run was already in progress.
+        """
+        if self.busy:
+            logger.info("skipping %s run: another run is in progress", trigger)
+            return None
+        async with self._lock:
+            run_id = await create_run(self._db, trigger)
+            logger.info("training run %d started by %s", run_id, trigger)
+            await self._notify(f"Training run #{run_id} started ({trigger}).")
+            try:
+                await self._train(run_id)
+            except NotEnoughDataError as exc:
+                await finish_run(self._db, run_id, "failed", {}, str(exc))
+                await self._notify(f"Training run #{run_id} did not start: {exc}")
+            except asyncio.CancelledError:
+                await finish_run(self._db, run_id, "cancelled", {}, "cancelled")
+                raise
+            except Exception as exc:
+                # The job boundary: record the failure and keep the bot and adapter as they were.
+                logger.exception("training run %d failed", run_id)
+                await finish_run(self._db, run_id, "failed", {}, f"{type(exc).__name__}: {exc}")
+                await self._notify(
+                    f"Training run #{run_id} failed ({type(exc).__name__}); "
+                    "the clone keeps its current adapter. Details are in the bot's log."
+                )
+            return await get_run(self._db, run_id)
+
+    async def _train(self, run_id: int) -> None:
+        prepared = await prepare_run(self._db, self._settings, run_id)
+        await mark_run_running(self._db, run_id, None, str(prepared.run_dir))
+        self._runner = LocalRunner()
+        try:
+            outcome = await self._runner.run(
+                prepared.config_path, prepared.log_path, on_event=self._on_event
+            )
+        finally:
+            self._runner = None
+        result = outcome.result
+        if outcome.returncode != 0 or result is None:
+            error = outcome.error or f"training exited with code {outcome.returncode}"
+            await finish_run(self._db, run_id, "failed", {}, error)
+            await self._notify(
+                f"Training run #{run_id} failed; the clone keeps its current adapter. "
+                f"Log: {prepared.log_path}"
+            )
+            return
+        metrics = {k: float(v) for k, v in dict(result.get("metrics", {})).items()}
+        adapter_dir = Path(str(result["adapter_dir"]))
+        # Load first: an adapter that cannot be served is never promoted.
+        if self._engine is not None:
+            await self._engine.load_adapter(adapter_dir)
+        await add_adapter(self._db, run_id, str(adapter_dir), metrics, promoted=True)
+        await finish_run(self._db, run_id, "succeeded", metrics, None)
+        await self._notify(
+            f"Training run #{run_id} finished: {describe_metrics(metrics)} "
+            f"({len(prepared.build.train)} training / {len(prepared.build.eval)} eval samples). "
+            + ("The new adapter is live." if self._engine else f"Adapter: {adapter_dir}")
+        )

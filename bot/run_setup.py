@@ -1,0 +1,93 @@
+"""Turn settings and the stored corpus into a run directory the training process can read."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from bot.settings import Settings
+from storage.db import Database
+from storage.messages import load_corpus
+from training.config import DatasetConfig, TrainConfig
+from training.dataset import DatasetBuild, build_dataset, write_jsonl
+
+
+class NotEnoughDataError(Exception):
+    """The corpus cannot make a train and an eval set yet; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class PreparedRun:
+    """A run directory with its dataset files and training config, ready to start."""
+
+    run_dir: Path
+    config_path: Path
+    log_path: Path
+    config: TrainConfig
+    build: DatasetBuild
+
+
+def dataset_config(settings: Settings) -> DatasetConfig:
+    """The dataset settings of this deployment."""
+    return DatasetConfig(system_prompt=settings.system_prompt, session_gap=settings.session_gap)
+
+
+def train_config(settings: Settings, run_dir: Path, build: DatasetBuild) -> TrainConfig:
+    """The recipe defaults with this deployment's overrides applied."""
+    config = TrainConfig(
+        base_model=settings.base_model,
+        train_file=run_dir / "train.jsonl",
+        eval_file=run_dir / "eval.jsonl",
+        output_dir=run_dir / "output",
+        system_prompt=settings.system_prompt,
+        dataset_fingerprint=build.fingerprint,
+        dataset_size=len(build.train) + len(build.eval),
+    )
+    overrides = {
+        "learning_rate": settings.train_learning_rate,
+        "num_train_epochs": settings.train_epochs,
+        "max_steps": settings.train_max_steps,
+        "per_device_train_batch_size": settings.train_batch_size,
+        "per_device_eval_batch_size": settings.train_batch_size,
+        "gradient_accumulation_steps": settings.train_grad_accum,
+        "eval_steps": settings.train_eval_steps,
+        "lora_r": settings.train_lora_r,
+        "max_length": settings.train_max_length,
+        "quantization": settings.train_quantization,
+    }
+    config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
+    config.validate()
+    return config
+
+
+async def build_corpus_dataset(db: Database, settings: Settings) -> DatasetBuild:
+    """Build the dataset from every stored message, off the event loop."""
+    corpus = await load_corpus(db)
+    return await asyncio.to_thread(build_dataset, corpus, dataset_config(settings))
+
+
+async def prepare_run(db: Database, settings: Settings, run_id: int) -> PreparedRun:
+    """Write train.jsonl, eval.jsonl and train_config.json into a fresh run directory."""
+    build = await build_corpus_dataset(db, settings)
+    if not build.train or not build.eval:
+        raise NotEnoughDataError(
+            f"Not enough conversations to train on yet ({len(build.train)} for training, "
+            f"{len(build.eval)} for evaluation; at least one of each is needed). "
+            "Send me a Telegram export with more of your chats."
+        )
+    run_dir = settings.runs_dir / f"run-{run_id:04d}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config = train_config(settings, run_dir, build)
+    write_jsonl(config.train_file, build.train)
+    write_jsonl(config.eval_file, build.eval)
+    config_path = run_dir / "train_config.json"
+    config_path.write_text(json.dumps(config.to_dict(), indent=2), encoding="utf-8")
+    return PreparedRun(
+        run_dir=run_dir,
+        config_path=config_path,
+        log_path=run_dir / "train.log",
+        config=config,
+        build=build,
+    )

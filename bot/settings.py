@@ -1,0 +1,109 @@
+"""Deployment settings: one typed object from the environment and `.env`, built at the edge."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from training.config import DEFAULT_SYSTEM_PROMPT
+
+CLOUD_API_BASE_URL = "https://api.telegram.org/bot"
+CLOUD_FILE_BASE_URL = "https://api.telegram.org/file/bot"
+
+
+class Settings(BaseSettings):
+    """Everything a deployment chooses. Read once by the CLI and passed down."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    telegram_bot_token: str = Field("", description="Bot token from @BotFather.")
+    owner_id: int = Field(0, description="The owner's Telegram user id.")
+    allowed_user_ids: Annotated[frozenset[int], NoDecode] = Field(
+        frozenset(), description="Who may chat with the clone besides the owner (comma-separated)."
+    )
+    data_dir: Path = Field(Path("./data"), description="Home of the SQLite file and adapters.")
+    base_model: str = Field("Qwen/Qwen2.5-7B-Instruct", description="Hub id or local path.")
+    telegram_api_base_url: str = Field(CLOUD_API_BASE_URL)
+    telegram_file_base_url: str = Field(CLOUD_FILE_BASE_URL)
+    telegram_local_mode: bool = Field(
+        False, description="The Bot API server runs with --local (no 20 MB download limit)."
+    )
+    system_prompt: str = Field(DEFAULT_SYSTEM_PROMPT)
+    retrain_cron: str = Field("", description="Crontab line (e.g. '0 4 * * 0'); empty = off.")
+    timezone: str = Field("UTC", description="Zone of RETRAIN_CRON and of exports without offsets.")
+    session_gap_minutes: float = Field(30.0, gt=0)
+    history_turns: int = Field(12, ge=0, description="Turns of chat history sent to the clone.")
+    # Training overrides; None keeps the recipe default of training/config.py.
+    train_learning_rate: float | None = None
+    train_epochs: float | None = None
+    train_max_steps: int | None = None
+    train_batch_size: int | None = None
+    train_grad_accum: int | None = None
+    train_eval_steps: int | None = None
+    train_lora_r: int | None = None
+    train_max_length: int | None = None
+    train_quantization: Literal["auto", "4bit", "none"] | None = None
+    # Serving: None keeps what clone.json says.
+    generation_do_sample: bool | None = None
+    generation_max_new_tokens: int | None = None
+    generation_temperature: float | None = None
+    engine_device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    @field_validator("allowed_user_ids", mode="before")
+    @classmethod
+    def _split_ids(cls, value: object) -> object:
+        if isinstance(value, str):
+            parts = [p for p in value.replace(";", ",").replace(" ", ",").split(",") if p]
+            try:
+                return frozenset(int(p) for p in parts)
+            except ValueError as exc:
+                raise ValueError(
+                    "ALLOWED_USER_IDS must be numeric Telegram user ids separated by commas"
+                ) from exc
+        if isinstance(value, int):
+            return frozenset({value})
+        return value
+
+    @property
+    def session_gap(self) -> timedelta:
+        return timedelta(minutes=self.session_gap_minutes)
+
+    @property
+    def database_path(self) -> Path:
+        return self.data_dir / "tgclone.sqlite3"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.data_dir / "runs"
+
+    @property
+    def uploads_dir(self) -> Path:
+        return self.data_dir / "uploads"
+
+    def missing_for_bot(self) -> list[str]:
+        """Names of the settings the bot cannot start without."""
+        missing = []
+        if not self.telegram_bot_token:
+            missing.append("TELEGRAM_BOT_TOKEN (the token @BotFather gave you)")
+        if self.owner_id <= 0:
+            missing.append("OWNER_ID (your numeric Telegram user id, e.g. from @userinfobot)")
+        return missing
+
+
+class SettingsError(Exception):
+    """Settings that cannot be used; the message names each setting and the fix."""
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build the settings from the environment and `.env`, with a readable error."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors()
+        )
+        raise SettingsError(f"Invalid settings: {problems}") from exc

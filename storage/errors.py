@@ -1,0 +1,135 @@
+"""Errors the owner sees when an export cannot be imported.
+
+Each subclass of :class:`ExportError` carries one specific, user-facing sentence: what is
+wrong with the file and what to do about it. The bot and the CLI show ``str(error)`` as is,
+so the text never contains message content, only counts, ids and file names.
+"""
+
+from __future__ import annotations
+
+EXPORT_HOWTO = (
+    "In Telegram Desktop use Settings → Advanced → Export Telegram data, "
+    "choose the format 'Machine-readable JSON', and send the result.json it writes"
+)
+
+
+class ExportError(Exception):
+    """A file that cannot be imported; ``str()`` is a sentence meant for the owner."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class EmptyExportError(ExportError):
+    """The file has no content at all."""
+
+    def __init__(self, file_name: str) -> None:
+        super().__init__(
+            f"The file {file_name} is empty: the export was probably interrupted or the "
+            f"upload failed. Export again and send the new result.json. {EXPORT_HOWTO}."
+        )
+
+
+class NotJsonError(ExportError):
+    """The file is not JSON at all (an HTML export, an image, a random document)."""
+
+    def __init__(self, file_name: str) -> None:
+        super().__init__(
+            f"The file {file_name} is not JSON, so it is not a machine-readable Telegram "
+            f"export (an HTML export will not work). {EXPORT_HOWTO}."
+        )
+
+
+class NotUtf8Error(ExportError):
+    """The file is text in another encoding (often re-saved by an editor as UTF-16)."""
+
+    def __init__(self, file_name: str) -> None:
+        super().__init__(
+            f"The file {file_name} is not UTF-8 text; it was probably re-saved by an editor "
+            "in another encoding. Send the result.json exactly as Telegram Desktop wrote it."
+        )
+
+
+class ZipWithoutExportError(ExportError):
+    """A .zip archive with no result.json inside."""
+
+    def __init__(self, file_name: str) -> None:
+        super().__init__(
+            f"The archive {file_name} has no result.json inside. Zip the folder Telegram "
+            f"Desktop exported (with its result.json), or send result.json itself. "
+            f"{EXPORT_HOWTO}."
+        )
+
+
+class TruncatedExportError(ExportError):
+    """The JSON stops in the middle: an interrupted download or export."""
+
+    def __init__(self, file_name: str) -> None:
+        super().__init__(
+            f"The file {file_name} ends in the middle of the data: the export or the upload "
+            "was cut short. Nothing was imported. Export again (or re-send the complete file)."
+        )
+
+
+class DamagedExportError(ExportError):
+    """The JSON starts well but is broken further on (edited by hand, corrupted on disk)."""
+
+    def __init__(self, file_name: str) -> None:
+        super().__init__(
+            f"The file {file_name} starts as JSON but is damaged further on, so it cannot be "
+            "read. Nothing was imported. Send the result.json exactly as Telegram Desktop "
+            "wrote it, without editing it."
+        )
+
+
+class NotTelegramExportError(ExportError):
+    """Valid JSON that is not a Telegram Desktop export (an array, another app's file)."""
+
+    def __init__(self, file_name: str) -> None:
+        super().__init__(
+            f"The file {file_name} is JSON but not a Telegram Desktop export: it has neither "
+            f"a 'messages' list nor a 'chats' section. {EXPORT_HOWTO}."
+        )
+
+
+class OwnerUnknownError(ExportError):
+    """An export that does not say which participant is the owner (single-chat exports)."""
+
+    def __init__(self, file_name: str, *, single_chat: bool = True) -> None:
+        what = (
+            "is a single-chat export"
+            if single_chat
+            else "is an account export without its 'personal_information' section"
+        )
+        super().__init__(
+            f"The file {file_name} {what} and I can't tell which participant "
+            "is you: send it to the bot from your own account, or run "
+            "`tgclone import PATH --owner-id YOUR_ID`."
+        )
+
+
+class OwnerMismatchError(ExportError):
+    """A full-account export of somebody else's account."""
+
+    def __init__(self, file_name: str, file_owner: int, expected_owner: int) -> None:
+        super().__init__(
+            f"The file {file_name} is the export of account {file_owner}, not of your account "
+            f"({expected_owner}). Nothing was imported. Export your own account's data and "
+            "send that."
+        )
+
+
+class NoOwnerMessagesError(ExportError):
+    """A valid export in which the owner never wrote a message."""
+
+    def __init__(self, file_name: str, owner_id: int, messages: int) -> None:
+        super().__init__(
+            f"The file {file_name} is a valid export, but none of its {messages} messages "
+            f"were sent by user {owner_id}, so there is nothing of yours to learn from. "
+            "Nothing was imported. Check the owner id (`--owner-id`), or export a chat "
+            "in which you wrote."
+        )

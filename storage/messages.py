@@ -1,0 +1,187 @@
+"""The owner's corpus: chats and messages, from exports and from live collection.
+
+Rows are keyed by ``(chat_id, message_id)`` in Bot API id convention, so a message that
+arrives live and later again in an export is stored once (``INSERT OR IGNORE``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Iterable, Sequence
+from typing import Any, cast
+
+import aiosqlite
+
+from storage.db import Database, from_unix, now_unix, to_unix
+from storage.models import ChatRecord, CorpusCounts, MessageKind, MessageRecord, MessageSource
+
+logger = logging.getLogger(__name__)
+
+BATCH_SIZE = 5_000
+
+UPSERT_CHAT = """
+    INSERT INTO chats (chat_id, title, chat_type, first_seen)
+    VALUES (?, ?, ?, ?)
+    ON CONFLICT (chat_id) DO UPDATE SET
+        title = COALESCE(excluded.title, chats.title),
+        chat_type = excluded.chat_type
+"""
+
+INSERT_MESSAGE = """
+    INSERT OR IGNORE INTO messages (
+        chat_id, message_id, sender_id, sender_name, is_owner, date_utc, text, kind,
+        reply_to_id, forwarded_from, via_bot, source, import_id
+    )
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+"""
+
+MESSAGE_COLUMNS = """
+    chat_id, message_id, sender_id, sender_name, is_owner, date_utc, text, kind,
+    reply_to_id, forwarded_from, via_bot, source
+"""
+
+SELECT_CORPUS = f"""
+    SELECT {MESSAGE_COLUMNS}
+    FROM messages
+    ORDER BY chat_id, date_utc, message_id
+"""
+
+SELECT_CORPUS_FIRST_PAGE = f"""
+    SELECT {MESSAGE_COLUMNS}
+    FROM messages
+    ORDER BY chat_id, date_utc, message_id
+    LIMIT ?
+"""
+
+SELECT_CORPUS_NEXT_PAGE = f"""
+    SELECT {MESSAGE_COLUMNS}
+    FROM messages
+    WHERE (chat_id, date_utc, message_id) > (?, ?, ?)
+    ORDER BY chat_id, date_utc, message_id
+    LIMIT ?
+"""
+
+SELECT_COUNTS = """
+    SELECT
+        (SELECT COUNT(*) FROM chats) AS chats,
+        COUNT(*) AS messages,
+        COALESCE(SUM(is_owner), 0) AS owner_messages,
+        COALESCE(SUM(kind = 'text' AND text != ''), 0) AS text_messages
+    FROM messages
+"""
+
+
+async def save_chats(conn: aiosqlite.Connection, chats: Iterable[ChatRecord]) -> None:
+    """Insert chats, or refresh the title and type of known ones (inside a transaction)."""
+    first_seen = now_unix()
+    await conn.executemany(
+        UPSERT_CHAT,
+        [(chat.chat_id, chat.title, chat.chat_type, first_seen) for chat in chats],
+    )
+
+
+async def save_messages(
+    conn: aiosqlite.Connection,
+    messages: Iterable[MessageRecord],
+    *,
+    import_id: int | None = None,
+) -> int:
+    """Insert messages not stored yet, in batches; return how many were new.
+
+    Takes the connection of an open transaction (``async with db.transaction() as conn``);
+    the chats of the messages must already be saved.
+    """
+    inserted = 0
+    batch: list[tuple[Any, ...]] = []
+    for message in messages:
+        batch.append(_message_row(message, import_id))
+        if len(batch) >= BATCH_SIZE:
+            inserted += await _insert_batch(conn, batch)
+            batch = []
+    if batch:
+        inserted += await _insert_batch(conn, batch)
+    return inserted
+
+
+async def save_live_message(db: Database, chat: ChatRecord, message: MessageRecord) -> bool:
+    """Store one message collected live (and its chat); False if it was already stored."""
+    async with db.transaction() as conn:
+        await save_chats(conn, [chat])
+        return await save_messages(conn, [message]) == 1
+
+
+async def load_corpus(db: Database) -> list[MessageRecord]:
+    """Every stored message, ordered by chat, date and message id."""
+    async with db.read() as conn, conn.execute(SELECT_CORPUS) as cursor:
+        return [_message_record(row) for row in await cursor.fetchall()]
+
+
+async def iter_corpus(db: Database, batch_size: int = BATCH_SIZE) -> AsyncIterator[MessageRecord]:
+    """Every stored message in corpus order, fetched ``batch_size`` rows at a time.
+
+    Each page is read under the database lock (committed rows only); rows committed between
+    pages appear if they sort after the current position.
+    """
+    async with db.read() as conn, conn.execute(SELECT_CORPUS_FIRST_PAGE, (batch_size,)) as cur:
+        rows = list(await cur.fetchall())
+    while rows:
+        for row in rows:
+            yield _message_record(row)
+        last = rows[-1]
+        key = (last["chat_id"], last["date_utc"], last["message_id"], batch_size)
+        async with db.read() as conn, conn.execute(SELECT_CORPUS_NEXT_PAGE, key) as cur:
+            rows = list(await cur.fetchall())
+
+
+async def corpus_counts(db: Database) -> CorpusCounts:
+    """Totals for /stats: chats, messages, the owner's messages, non-empty text messages."""
+    async with db.read() as conn, conn.execute(SELECT_COUNTS) as cursor:
+        row = await cursor.fetchone()
+    assert row is not None  # an aggregate always returns one row
+    return CorpusCounts(
+        chats=int(row["chats"]),
+        messages=int(row["messages"]),
+        owner_messages=int(row["owner_messages"]),
+        text_messages=int(row["text_messages"]),
+    )
+
+
+async def _insert_batch(conn: aiosqlite.Connection, rows: Sequence[tuple[Any, ...]]) -> int:
+    before = conn.total_changes
+    await conn.executemany(INSERT_MESSAGE, rows)
+    return conn.total_changes - before
+
+
+def _message_row(message: MessageRecord, import_id: int | None) -> tuple[Any, ...]:
+    return (
+        message.chat_id,
+        message.message_id,
+        message.sender_id,
+        message.sender_name,
+        int(message.is_owner),
+        to_unix(message.date),
+        message.text,
+        message.kind,
+        message.reply_to_id,
+        message.forwarded_from,
+        message.via_bot,
+        message.source,
+        import_id if message.source == "export" else None,
+    )
+
+
+def _message_record(row: aiosqlite.Row) -> MessageRecord:
+    return MessageRecord(
+        chat_id=row["chat_id"],
+        message_id=row["message_id"],
+        sender_id=row["sender_id"],
+        sender_name=row["sender_name"],
+        is_owner=bool(row["is_owner"]),
+        date=from_unix(row["date_utc"]),
+        text=row["text"],
+        kind=cast(MessageKind, row["kind"]),
+        reply_to_id=row["reply_to_id"],
+        forwarded_from=row["forwarded_from"],
+        via_bot=row["via_bot"],
+        source=cast(MessageSource, row["source"]),
+    )

@@ -1,0 +1,193 @@
+"""Numbered schema migrations, applied in order when the database opens.
+
+Each migration is a tuple of SQL statements. It runs in one transaction together with the
+row in ``schema_version`` that records it, so a failed migration leaves no trace. An applied
+migration is never edited: a change to the schema is a new ``m00N_...`` appended to
+``MIGRATIONS``.
+
+All timestamps are unix seconds (INTEGER, UTC); metrics and counts are JSON text.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import aiosqlite
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One schema step: ``version`` is its number, ``name`` its ``m00N_topic`` name."""
+
+    version: int
+    name: str
+    statements: tuple[str, ...]
+
+
+m001_initial = Migration(
+    version=1,
+    name="m001_initial",
+    statements=(
+        """
+        CREATE TABLE chats (
+            chat_id    INTEGER PRIMARY KEY,
+            title      TEXT,
+            chat_type  TEXT NOT NULL,
+            first_seen INTEGER NOT NULL
+        )
+        """,
+        """
+        CREATE TABLE imports (
+            import_id   INTEGER PRIMARY KEY,
+            file_sha256 TEXT NOT NULL,
+            file_name   TEXT,
+            owner_id    INTEGER NOT NULL,
+            started_at  INTEGER NOT NULL,
+            finished_at INTEGER,
+            counts      TEXT NOT NULL DEFAULT '{}'
+        )
+        """,
+        """
+        CREATE INDEX imports_by_sha256 ON imports (file_sha256)
+        """,
+        """
+        CREATE TABLE messages (
+            chat_id        INTEGER NOT NULL REFERENCES chats (chat_id),
+            message_id     INTEGER NOT NULL,
+            sender_id      INTEGER,
+            sender_name    TEXT,
+            is_owner       INTEGER NOT NULL CHECK (is_owner IN (0, 1)),
+            date_utc       INTEGER NOT NULL,
+            text           TEXT NOT NULL DEFAULT '',
+            kind           TEXT NOT NULL DEFAULT 'text',
+            reply_to_id    INTEGER,
+            forwarded_from TEXT,
+            via_bot        TEXT,
+            source         TEXT NOT NULL CHECK (source IN ('export', 'live')),
+            import_id      INTEGER REFERENCES imports (import_id),
+            UNIQUE (chat_id, message_id)
+        )
+        """,
+        """
+        CREATE INDEX messages_by_chat_date ON messages (chat_id, date_utc)
+        """,
+        """
+        CREATE TABLE training_runs (
+            run_id      INTEGER PRIMARY KEY,
+            status      TEXT NOT NULL CHECK (
+                status IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')
+            ),
+            "trigger"   TEXT NOT NULL,
+            created_at  INTEGER NOT NULL,
+            started_at  INTEGER,
+            finished_at INTEGER,
+            pid         INTEGER,
+            run_dir     TEXT,
+            metrics     TEXT NOT NULL DEFAULT '{}',
+            error       TEXT
+        )
+        """,
+        """
+        CREATE TABLE adapters (
+            adapter_id INTEGER PRIMARY KEY,
+            run_id     INTEGER REFERENCES training_runs (run_id),
+            path       TEXT NOT NULL,
+            promoted   INTEGER NOT NULL DEFAULT 0 CHECK (promoted IN (0, 1)),
+            created_at INTEGER NOT NULL,
+            metrics    TEXT NOT NULL DEFAULT '{}'
+        )
+        """,
+        """
+        CREATE UNIQUE INDEX adapters_one_promoted ON adapters (promoted) WHERE promoted = 1
+        """,
+        """
+        CREATE TABLE clone_turns (
+            id       INTEGER PRIMARY KEY,
+            chat_id  INTEGER NOT NULL,
+            role     TEXT NOT NULL CHECK (role IN ('user', 'assistant')),
+            text     TEXT NOT NULL,
+            date_utc INTEGER NOT NULL
+        )
+        """,
+        """
+        CREATE INDEX clone_turns_by_chat ON clone_turns (chat_id, id)
+        """,
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (m001_initial,)
+
+CREATE_SCHEMA_VERSION = """
+    CREATE TABLE IF NOT EXISTS schema_version (
+        version    INTEGER PRIMARY KEY,
+        name       TEXT NOT NULL,
+        applied_at INTEGER NOT NULL
+    )
+"""
+
+SELECT_VERSIONS = """
+    SELECT version FROM schema_version ORDER BY version
+"""
+
+INSERT_VERSION = """
+    INSERT INTO schema_version (version, name, applied_at) VALUES (?, ?, ?)
+"""
+
+
+class SchemaTooNewError(RuntimeError):
+    """The database was written by a newer tgclone than the one running."""
+
+
+async def schema_versions(conn: aiosqlite.Connection) -> list[int]:
+    """The versions recorded in ``schema_version`` (empty for a new database)."""
+    async with conn.execute(SELECT_VERSIONS) as cursor:
+        return [int(row[0]) for row in await cursor.fetchall()]
+
+
+async def apply_migrations(
+    conn: aiosqlite.Connection, migrations: tuple[Migration, ...] = MIGRATIONS
+) -> list[str]:
+    """Apply, in order, every migration not yet recorded; return the names applied.
+
+    The connection must be in autocommit mode (``isolation_level=None``): each migration
+    gets its own ``BEGIN IMMEDIATE`` ... ``COMMIT``.
+    """
+    _check_order(migrations)
+    await conn.execute(CREATE_SCHEMA_VERSION)
+    done = set(await schema_versions(conn))
+    known = {migration.version for migration in migrations}
+    unknown = sorted(done - known)
+    if unknown:
+        raise SchemaTooNewError(
+            f"The database has schema versions {unknown} that this tgclone does not know: "
+            "it was written by a newer version. Upgrade tgclone, or point it at another "
+            "data directory."
+        )
+    applied: list[str] = []
+    for migration in migrations:
+        if migration.version in done:
+            continue
+        await conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in migration.statements:
+                await conn.execute(statement)
+            await conn.execute(
+                INSERT_VERSION, (migration.version, migration.name, int(time.time()))
+            )
+        except BaseException:
+            await conn.execute("ROLLBACK")
+            logger.error("Migration %s failed; the database is unchanged", migration.name)
+            raise
+        await conn.execute("COMMIT")
+        applied.append(migration.name)
+    return applied
+
+
+def _check_order(migrations: tuple[Migration, ...]) -> None:
+    versions = [migration.version for migration in migrations]
+    if versions != list(range(1, len(versions) + 1)):
+        raise ValueError(f"migrations must be numbered 1, 2, 3, ... in order, got {versions}")

@@ -1,0 +1,106 @@
+"""Typed records that cross the storage boundary (what goes in, what comes out)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+MessageKind = Literal["text", "service", "media", "sticker", "poll", "call", "other"]
+MessageSource = Literal["export", "live"]
+RunStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+CloneRole = Literal["user", "assistant"]
+
+
+@dataclass(frozen=True)
+class ChatRecord:
+    """A Telegram chat as seen by an export or a live update."""
+
+    chat_id: int
+    title: str | None
+    chat_type: str  # personal_chat, private_group, private_supergroup, saved_messages, ...
+
+
+@dataclass(frozen=True)
+class MessageRecord:
+    """One Telegram message of the owner's corpus (export or live collection).
+
+    ``text`` is the plain text with entities joined ('' when the message has none);
+    ``kind`` says whether it can give training text at all: only ``text`` (and ``sticker``
+    with its emoji) ever reaches the dataset; the rest is stored and counted.
+    """
+
+    chat_id: int
+    message_id: int
+    sender_id: int | None
+    sender_name: str | None
+    is_owner: bool
+    date: datetime  # timezone-aware, UTC
+    text: str
+    kind: MessageKind = "text"
+    reply_to_id: int | None = None
+    forwarded_from: str | None = None
+    via_bot: str | None = None
+    source: MessageSource = "export"
+
+
+@dataclass(frozen=True)
+class ImportReport:
+    """What one import did: the counts the owner sees."""
+
+    import_id: int
+    file_sha256: str
+    chats: int
+    messages: int
+    owner_messages: int
+    new_messages: int
+    already_present: int
+    skipped: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CorpusCounts:
+    """Totals for /stats."""
+
+    chats: int
+    messages: int
+    owner_messages: int
+    text_messages: int
+
+
+@dataclass(frozen=True)
+class TrainingRun:
+    """A row of the training-runs table."""
+
+    run_id: int
+    status: RunStatus
+    trigger: str  # "command", "schedule", "cli"
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    pid: int | None
+    run_dir: str | None
+    metrics: dict[str, float]
+    error: str | None
+
+
+@dataclass(frozen=True)
+class AdapterRecord:
+    """A saved adapter directory produced by a run."""
+
+    adapter_id: int
+    run_id: int | None
+    path: str
+    promoted: bool
+    created_at: datetime
+    metrics: dict[str, float]
+
+
+@dataclass(frozen=True)
+class CloneTurn:
+    """One turn of a conversation between a user and the clone (serving history)."""
+
+    chat_id: int
+    role: CloneRole
+    text: str
+    date: datetime

@@ -1,0 +1,72 @@
+"""The tgclone command line, run as a user runs it (a real subprocess)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.export_factory import write_full_export
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def tgclone(*args: str, data_dir: Path) -> subprocess.CompletedProcess[str]:
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "HOME": str(data_dir)}
+    return subprocess.run(
+        [sys.executable, "-m", "bot.cli", "--data-dir", str(data_dir), *args],
+        cwd=data_dir.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_import_prints_counts_and_is_idempotent(tmp_path: Path) -> None:
+    export = write_full_export(tmp_path / "result.json", conversations=4)
+    data = tmp_path / "data"
+    first = tgclone("import", str(export), data_dir=data)
+    assert first.returncode == 0, first.stderr
+    assert "Chats: 2" in first.stdout
+    assert "Messages: 18 (10 yours)" in first.stdout
+    assert "New: 18, already present: 0" in first.stdout
+    second = tgclone("import", str(export), data_dir=data)
+    assert second.returncode == 0, second.stderr
+    assert "New: 0" in second.stdout
+
+
+def test_import_of_single_chat_export_needs_owner(tmp_path: Path) -> None:
+    full = json.loads(write_full_export(tmp_path / "full.json", conversations=2).read_text())
+    single = tmp_path / "result.json"
+    single.write_text(json.dumps(full["chats"]["list"][0], ensure_ascii=False), "utf-8")
+    data = tmp_path / "data"
+    refused = tgclone("import", str(single), data_dir=data)
+    assert refused.returncode != 0
+    assert "--owner-id" in refused.stderr
+    accepted = tgclone("import", str(single), "--owner-id", "11111111", data_dir=data)
+    assert accepted.returncode == 0, accepted.stderr
+    assert "Messages: 5 (3 yours)" in accepted.stdout
+
+
+def test_import_of_garbage_fails_cleanly(tmp_path: Path) -> None:
+    bad = tmp_path / "result.json"
+    bad.write_bytes(b"\xff\xfe not json")
+    done = tgclone("import", str(bad), data_dir=tmp_path / "data")
+    assert done.returncode == 1
+    assert done.stderr.startswith("error: nothing was imported.")
+    assert "Traceback" not in done.stderr
+
+
+def test_dataset_build_writes_jsonl(tmp_path: Path) -> None:
+    export = write_full_export(tmp_path / "result.json", conversations=6)
+    data = tmp_path / "data"
+    assert tgclone("import", str(export), data_dir=data).returncode == 0
+    built = tgclone("dataset", "build", "--out", str(tmp_path / "ds"), data_dir=data)
+    assert built.returncode == 0, built.stderr
+    lines = (tmp_path / "ds" / "train.jsonl").read_text("utf-8").splitlines()
+    lines += (tmp_path / "ds" / "eval.jsonl").read_text("utf-8").splitlines()
+    samples = [json.loads(line)["messages"] for line in lines]
+    assert len(samples) == 12
+    assert all(s[0]["role"] == "system" and s[-1]["role"] == "assistant" for s in samples)

@@ -1,0 +1,62 @@
+"""Settings: parsing, and a bot that will not start without what it needs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot.scheduler import parse_cron
+from bot.settings import SettingsError, load_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_allowed_ids_parse_from_comma_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ALLOWED_USER_IDS", "1, 2;3")
+    assert load_settings().allowed_user_ids == frozenset({1, 2, 3})
+
+
+def test_allowed_ids_reject_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ALLOWED_USER_IDS", "alice")
+    with pytest.raises(SettingsError, match="ALLOWED_USER_IDS"):
+        load_settings()
+
+
+def test_bad_cron_names_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RETRAIN_CRON", "every sunday")
+    with pytest.raises(SettingsError, match="RETRAIN_CRON"):
+        parse_cron(load_settings())
+
+
+def test_cron_parses(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RETRAIN_CRON", "0 4 * * 0")
+    assert parse_cron(load_settings()) is not None
+
+
+def test_bot_without_token_exits_with_what_to_set(tmp_path: Path) -> None:
+    env = {"PATH": "/usr/bin:/bin", "DATA_DIR": str(tmp_path), "HOME": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-m", "bot"],
+        cwd=tmp_path,
+        env={**env, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "TELEGRAM_BOT_TOKEN" in done.stderr
+    assert "OWNER_ID" in done.stderr
+    assert not (tmp_path / "tgclone.sqlite3").exists()
+
+
+def test_bot_without_owner_exits(tmp_path: Path) -> None:
+    env = {"PATH": "/usr/bin:/bin", "TELEGRAM_BOT_TOKEN": "1:x", "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-m", "bot"], cwd=tmp_path, env=env, capture_output=True, text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "OWNER_ID" in done.stderr and "TELEGRAM_BOT_TOKEN" not in done.stderr

@@ -1,0 +1,81 @@
+"""Exports sent to the bot: imported once, bad files refused with a reason, nothing half-done."""
+
+from __future__ import annotations
+
+import json
+
+from bot.handlers.upload import NOT_AN_EXPORT
+from bot.settings import Settings
+from storage.db import Database
+from storage.messages import corpus_counts
+from tests.bot.conftest import running_clone
+from tests.export_factory import OWNER_ID, full_export
+from tests.fake_telegram import builders
+from tests.fake_telegram.server import FakeTelegramServer
+
+OWNER = builders.user(OWNER_ID, "Owner")
+
+
+def _is_final(message: dict[str, object]) -> bool:
+    text = str(message.get("text", ""))
+    return text.startswith(("Import finished", "Nothing was imported"))
+
+
+async def _message_count(settings: Settings) -> int:
+    db = await Database.open(settings.database_path)
+    try:
+        return (await corpus_counts(db)).messages
+    finally:
+        await db.close()
+
+
+async def test_same_export_twice_reports_zero_new(
+    settings: Settings, fake_telegram: FakeTelegramServer
+) -> None:
+    export = json.dumps(full_export(conversations=3), ensure_ascii=False).encode()
+    async with running_clone(settings):
+        fake_telegram.send_document(OWNER, export, "result.json")
+        first = await fake_telegram.wait_for_message(OWNER_ID, _is_final, timeout=30)
+        fake_telegram.send_document(OWNER, export, "result.json")
+        second = await fake_telegram.wait_for_message(OWNER_ID, _is_final, timeout=30)
+    assert "New: 14, already present: 0" in first["text"]
+    assert "New: 0, already present: 14" in second["text"]
+    assert await _message_count(settings) == 14
+    assert not list(settings.uploads_dir.iterdir()), "uploads are deleted after import"
+
+
+async def test_broken_json_is_refused_and_changes_nothing(
+    settings: Settings, fake_telegram: FakeTelegramServer
+) -> None:
+    truncated = json.dumps(full_export(conversations=3)).encode()[:-200]
+    async with running_clone(settings):
+        fake_telegram.send_document(OWNER, truncated, "result.json")
+        reply = await fake_telegram.wait_for_message(OWNER_ID, _is_final, timeout=30)
+    assert reply["text"].startswith("Nothing was imported.")
+    assert len(reply["text"]) > len("Nothing was imported. ") + 20
+    assert await _message_count(settings) == 0
+
+
+async def test_not_json_file_gets_export_instructions(
+    settings: Settings, fake_telegram: FakeTelegramServer
+) -> None:
+    async with running_clone(settings):
+        fake_telegram.send_document(OWNER, b"hello", "notes.txt")
+        reply = await fake_telegram.wait_for_message(OWNER_ID)
+    assert reply["text"] == NOT_AN_EXPORT
+    assert not fake_telegram.calls_to("getFile")
+
+
+async def test_file_over_cloud_limit_is_explained_not_downloaded(
+    settings: Settings, fake_telegram: FakeTelegramServer
+) -> None:
+    file_id = fake_telegram.register_file(b"{}", "result.json")
+    update = builders.document_update(
+        builders.private_chat(OWNER), OWNER, file_id, "result.json", 25 * 1024 * 1024,
+        "application/json",
+    )
+    async with running_clone(settings):
+        fake_telegram.push_update(update)
+        reply = await fake_telegram.wait_for_message(OWNER_ID)
+    assert "20 MB" in reply["text"] and "TELEGRAM_LOCAL_MODE" in reply["text"]
+    assert not fake_telegram.calls_to("getFile")

@@ -1,0 +1,33 @@
+"""Suite-wide fixtures. Package-specific ones live beside their tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.tiny_model import TOKENIZER_DIR, build_tiny_model_dir
+
+pytest_plugins = ["tests.fake_telegram.fixtures"]
+
+
+# --- training fixtures: a tiny random Qwen2 and the real Qwen2.5-Instruct tokenizer ---------
+
+
+@pytest.fixture(scope="session")
+def qwen_tokenizer() -> Any:
+    """The real Qwen2.5-Instruct tokenizer from tests/fixtures (nothing downloaded)."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(TOKENIZER_DIR)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A saved tiny random Qwen2ForCausalLM with the real tokenizer, built once per session."""
+    yield build_tiny_model_dir(tmp_path_factory.mktemp("tiny-qwen2"))
+
+
+# --- end of training fixtures ----------------------------------------------------------------

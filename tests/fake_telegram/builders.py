@@ -1,0 +1,158 @@
+"""Builders for the Bot API JSON objects a test pushes into the fake server.
+
+Every builder returns a plain ``dict`` shaped like the Bot API's own JSON (``from``, not
+``from_user``), so it can go straight into :meth:`FakeTelegramServer.push_update` or be compared
+with what the bot sent. ``message_id`` and ``update_id`` are left out when not given: the server
+assigns them from its own counters when the update is pushed, the way Telegram does.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+JSONDict = dict[str, Any]
+
+
+def user(
+    id: int,
+    first_name: str,
+    username: str | None = None,
+    language_code: str | None = "en",
+    *,
+    last_name: str | None = None,
+    is_bot: bool = False,
+) -> JSONDict:
+    """A ``User`` object."""
+    result: JSONDict = {"id": id, "is_bot": is_bot, "first_name": first_name}
+    if last_name is not None:
+        result["last_name"] = last_name
+    if username is not None:
+        result["username"] = username
+    if language_code is not None:
+        result["language_code"] = language_code
+    return result
+
+
+def private_chat(of_user: JSONDict) -> JSONDict:
+    """The private ``Chat`` between the bot and ``of_user`` (its id is the user's id)."""
+    chat: JSONDict = {"id": of_user["id"], "type": "private", "first_name": of_user["first_name"]}
+    for key in ("last_name", "username"):
+        if key in of_user:
+            chat[key] = of_user[key]
+    return chat
+
+
+def group_chat(id: int, title: str, *, supergroup: bool = True) -> JSONDict:
+    """A group ``Chat``; Telegram gives groups negative ids (supergroups start with -100)."""
+    if id >= 0:
+        raise ValueError(f"group chat ids are negative in the Bot API, got {id}")
+    return {"id": id, "type": "supergroup" if supergroup else "group", "title": title}
+
+
+def message(
+    chat: JSONDict,
+    from_user: JSONDict,
+    *,
+    text: str | None = None,
+    message_id: int | None = None,
+    date: int | None = None,
+    reply_to: JSONDict | None = None,
+    **fields: Any,
+) -> JSONDict:
+    """A ``Message``; extra keyword arguments become extra fields (``document=``, ``caption=``)."""
+    result: JSONDict = {
+        "date": int(time.time()) if date is None else date,
+        "chat": chat,
+        "from": from_user,
+    }
+    if message_id is not None:
+        result["message_id"] = message_id
+    if text is not None:
+        result["text"] = text
+    if reply_to is not None:
+        result["reply_to_message"] = reply_to
+    result.update(fields)
+    return result
+
+
+def message_update(
+    chat: JSONDict,
+    from_user: JSONDict,
+    text: str,
+    message_id: int | None = None,
+    date: int | None = None,
+    reply_to: JSONDict | None = None,
+) -> JSONDict:
+    """An ``Update`` carrying a plain text message."""
+    msg = message(chat, from_user, text=text, message_id=message_id, date=date, reply_to=reply_to)
+    return {"message": msg}
+
+
+def command_update(
+    chat: JSONDict,
+    from_user: JSONDict,
+    text: str,
+    message_id: int | None = None,
+    date: int | None = None,
+) -> JSONDict:
+    """An ``Update`` with a command message: ``text`` like ``"/retrain 3"`` or ``"/start@bot"``.
+
+    The leading command gets the ``bot_command`` entity that PTB's ``CommandHandler`` looks for.
+    """
+    if not text.startswith("/"):
+        raise ValueError(f"a command starts with '/', got {text!r}")
+    command = text.split(maxsplit=1)[0]
+    entity = {"type": "bot_command", "offset": 0, "length": _utf16_len(command)}
+    msg = message(chat, from_user, text=text, message_id=message_id, date=date, entities=[entity])
+    return {"message": msg}
+
+
+def document_update(
+    chat: JSONDict,
+    from_user: JSONDict,
+    file_id: str,
+    file_name: str,
+    file_size: int,
+    mime_type: str = "application/octet-stream",
+    *,
+    caption: str | None = None,
+    file_unique_id: str | None = None,
+    message_id: int | None = None,
+    date: int | None = None,
+) -> JSONDict:
+    """An ``Update`` with a message carrying a ``Document``."""
+    document: JSONDict = {
+        "file_id": file_id,
+        "file_unique_id": file_unique_id or f"u{file_id}",
+        "file_name": file_name,
+        "mime_type": mime_type,
+        "file_size": file_size,
+    }
+    extra: JSONDict = {"document": document}
+    if caption is not None:
+        extra["caption"] = caption
+    msg = message(chat, from_user, message_id=message_id, date=date, **extra)
+    return {"message": msg}
+
+
+def callback_query_update(
+    from_user: JSONDict,
+    data: str,
+    on_message: JSONDict,
+    query_id: str = "cbq-1",
+) -> JSONDict:
+    """An ``Update`` for a press on an inline button of ``on_message`` (a bot message)."""
+    query: JSONDict = {
+        "id": query_id,
+        "from": from_user,
+        "chat_instance": str(on_message["chat"]["id"]),
+        "message": on_message,
+        "data": data,
+    }
+    return {"callback_query": query}
+
+
+def _utf16_len(text: str) -> int:
+    """Entity offsets and lengths count UTF-16 code units, not code points."""
+    return len(text.encode("utf-16-le")) // 2

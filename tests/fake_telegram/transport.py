@@ -1,0 +1,158 @@
+"""The HTTP side of the fake: Bot API routes on a stdlib threading server.
+
+Routes, as PTB composes them from ``base_url``/``base_file_url`` plus the token:
+
+* ``POST|GET /bot<token>/<method>``: a Bot API call, answered with ``{"ok": ..., ...}`` and the
+  HTTP status equal to ``error_code``, as Telegram does.
+* ``GET /file/bot<token>/<file_path>``: the bytes of a stored file.
+
+Each request gets its own thread, so a long-polling ``getUpdates`` never blocks other calls.
+Responses are HTTP/1.0 (one request per connection): no idle keep-alive thread outlives a call,
+which keeps :meth:`BotApiHttpServer.close` quick and thread-clean.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from tests.fake_telegram import methods
+from tests.fake_telegram.state import ApiError, BotState
+from tests.fake_telegram.wire import (
+    JSONDict,
+    decode_form,
+    error,
+    ok,
+    parse_body,
+    resolve_attachments,
+)
+
+logger = logging.getLogger(__name__)
+
+
+class BotApiHttpServer(ThreadingHTTPServer):
+    """A threading HTTP server that knows the bot's token and the shared state."""
+
+    daemon_threads = True  # a wedged handler must never keep the interpreter alive ...
+    block_on_close = True  # ... but server_close() still joins every handler thread
+
+    def __init__(self, state: BotState, token: str) -> None:
+        super().__init__(("127.0.0.1", 0), BotApiHandler)
+        self.state = state
+        self.token = token
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:<port>``, without a trailing slash."""
+        host, port = self.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def start_in_thread(self) -> None:
+        """Serve requests from a background thread."""
+        self._thread = threading.Thread(
+            target=self.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"fake-telegram-{self.server_address[1]}",
+            daemon=True,
+        )
+        self._thread.start()
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Wake long polls, stop serving and join every thread the server started."""
+        self.state.stop()
+        if self._thread is not None:
+            self.shutdown()
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                raise RuntimeError("the fake Telegram server thread did not stop")
+            self._thread = None
+        self.server_close()
+
+    @property
+    def thread(self) -> threading.Thread | None:
+        """The serving thread while running."""
+        return self._thread
+
+
+class BotApiHandler(BaseHTTPRequestHandler):
+    """Routes one request to a Bot API method or a file download."""
+
+    server: BotApiHttpServer
+    protocol_version = "HTTP/1.0"
+    timeout = 10  # seconds a client may take to send its request
+
+    def do_GET(self) -> None:
+        """Bot API calls may use GET with query parameters; file downloads always do."""
+        self._route()
+
+    def do_POST(self) -> None:
+        """The usual way PTB calls the Bot API."""
+        self._route()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Send access logs to ``logging`` at DEBUG instead of stderr."""
+        logger.debug("fake telegram: " + format, *args)
+
+    def _route(self) -> None:
+        parts = urlsplit(self.path)
+        path = unquote(parts.path)
+        file_prefix = f"/file/bot{self.server.token}/"
+        api_prefix = f"/bot{self.server.token}/"
+        if path.startswith(file_prefix):
+            self._serve_file(path.removeprefix(file_prefix))
+        elif path.startswith(api_prefix) and path.removeprefix(api_prefix):
+            self._serve_method(path.removeprefix(api_prefix), parts.query)
+        elif path.startswith(("/bot", "/file/bot")):
+            self._send_json(401, error(401, "Unauthorized"))
+        else:
+            self._send_json(404, error(404, "Not Found"))
+
+    def _serve_method(self, method: str, query: str) -> None:
+        try:
+            params = decode_form(parse_qsl(query, keep_blank_values=True))
+            params.update(parse_body(self.headers.get("Content-Type", ""), self._read_body()))
+            params = resolve_attachments(params)
+        except ValueError as exc:
+            self._send_json(400, error(400, f"Bad Request: can't parse request: {exc}"))
+            return
+        state = self.server.state
+        queued = state.record_call(method, params)
+        try:
+            if queued is not None:
+                raise queued
+            response = ok(methods.call(state, method, params))
+            status = 200
+        except ApiError as exc:
+            response = error(exc.code, exc.description, exc.retry_after)
+            status = exc.code
+        self._send_json(status, response)
+
+    def _serve_file(self, file_path: str) -> None:
+        stored = self.server.state.file_by_path(file_path)
+        if stored is None:
+            self._send_json(404, error(404, "Not Found: file not found"))
+            return
+        self._send(200, stored.content, stored.mime_type)
+
+    def _read_body(self) -> bytes:
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length > 0 else b""
+
+    def _send_json(self, status: int, payload: JSONDict) -> None:
+        self._send(status, json.dumps(payload).encode(), "application/json")
+
+    def _send(self, status: int, body: bytes, content_type: str) -> None:
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            # PTB cancels a long poll when it stops: the client is gone, nothing to answer.
+            logger.debug("fake telegram: client went away before the response")

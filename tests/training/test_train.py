@@ -1,0 +1,172 @@
+"""The training recipe: config loading, datasets, TRL labels, and real runs on a tiny model."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from training.chat_format import ChatMessage, load_clone_spec
+from training.config import DEFAULT_SYSTEM_PROMPT, TrainConfig
+from training.dataset import write_jsonl
+from training.runner import LocalRunner
+from training.train import load_config, load_datasets, parse_args
+
+# Nothing may come from a model hub in tests, not even a failed look-up.
+OFFLINE_ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
+REPLY = "sure thing, let's meet at the old cafe at noon"
+
+
+def _sample(index: int, system: str = DEFAULT_SYSTEM_PROMPT) -> list[ChatMessage]:
+    sample: list[ChatMessage] = [{"role": "system", "content": system}]
+    for turn in range(2):
+        sample.append({"role": "user", "content": f"question {index + turn} about the weekend?"})
+        sample.append({"role": "assistant", "content": REPLY})
+    return sample
+
+
+def _write_run(tmp_path: Path, base_model: str | Path, **overrides: Any) -> Path:
+    """Write train/eval JSONL and a small CPU TrainConfig; return the config path."""
+    write_jsonl(tmp_path / "train.jsonl", [_sample(i) for i in range(16)])
+    write_jsonl(tmp_path / "eval.jsonl", [_sample(i) for i in range(100, 104)])
+    values: dict[str, Any] = {
+        "base_model": str(base_model),
+        "train_file": tmp_path / "train.jsonl",
+        "eval_file": tmp_path / "eval.jsonl",
+        "output_dir": tmp_path / "run",
+        "learning_rate": 5e-3,
+        "warmup_ratio": 0.0,
+        "max_steps": 12,
+        "eval_steps": 4,
+        "logging_steps": 2,
+        "per_device_train_batch_size": 2,
+        "per_device_eval_batch_size": 2,
+        "gradient_accumulation_steps": 1,
+        "early_stopping_patience": 10,
+        "max_length": 256,
+    }
+    values.update(overrides)
+    config = TrainConfig(**values)
+    config.validate()
+    path = tmp_path / "run_config.json"
+    path.write_text(json.dumps(config.to_dict()), encoding="utf-8")
+    return path
+
+
+def test_flags_override_the_config_file(tmp_path: Path) -> None:
+    path = _write_run(tmp_path, "some/model")
+    argv = ["--config", str(path), "--epochs", "2", "--lora-r", "8", "--max-steps", "20"]
+    argv += ["--target-modules", "q_proj,v_proj", "--quantization", "none", "--eval-steps", "5"]
+    config = load_config(parse_args(argv))
+    assert config.num_train_epochs == 2.0 and config.lora_r == 8 and config.max_steps == 20
+    assert config.target_modules == ("q_proj", "v_proj") and config.quantization == "none"
+    assert config.learning_rate == 5e-3
+    with pytest.raises(ValueError, match="eval_steps"):
+        load_config(parse_args([*argv, "--eval-steps", "50"]))
+
+
+def test_datasets_must_match_the_system_prompt_and_have_eval(
+    tmp_path: Path, qwen_tokenizer: Any
+) -> None:
+    config = TrainConfig.from_dict(json.loads(_write_run(tmp_path, "m").read_text()))
+    train, held_out, info = load_datasets(config, qwen_tokenizer)
+    assert (len(train), len(held_out)) == (16, 4)
+    assert info["dropped_too_long"] == 0 and len(info["dataset_fingerprint"]) == 64
+
+    write_jsonl(config.eval_file, [_sample(1, system="another prompt")])
+    with pytest.raises(ValueError, match="system_prompt"):
+        load_datasets(config, qwen_tokenizer)
+    write_jsonl(config.eval_file, [])
+    with pytest.raises(ValueError, match="at least 1 eval sample"):
+        load_datasets(config, qwen_tokenizer)
+
+
+def test_trl_builds_labels_from_the_assistant_masks(tmp_path: Path, tiny_model_dir: Path) -> None:
+    from training.train import build_trainer, load_tokenizer_and_model
+
+    config = TrainConfig.from_dict(json.loads(_write_run(tmp_path, tiny_model_dir).read_text()))
+    tokenizer, model, quantized = load_tokenizer_and_model(config)
+    assert not quantized and tokenizer.pad_token_id == 151643 and tokenizer.eos_token_id == 151645
+    train, held_out, _info = load_datasets(config, tokenizer)
+    trainer = build_trainer(config, tokenizer, model, train, held_out, lambda event: None)
+    prepared = trainer.train_dataset
+    assert prepared is not None and "labels" in prepared.column_names
+    assert "assistant_masks" not in prepared.column_names
+    by_ids = {tuple(row["input_ids"]): row["labels"] for row in prepared}
+    for row in train:
+        labels = by_ids[tuple(row["input_ids"])]
+        expected = [
+            t if m else -100 for t, m in zip(row["input_ids"], row["assistant_masks"], strict=True)
+        ]
+        assert labels == expected
+
+
+async def test_real_training_run_through_the_local_runner(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    config_path = _write_run(tmp_path, tiny_model_dir)
+    events: list[dict[str, Any]] = []
+
+    async def on_event(event: dict[str, Any]) -> None:
+        events.append(event)
+
+    runner = LocalRunner(env=OFFLINE_ENV)
+    outcome = await runner.run(config_path, tmp_path / "train.log", on_event)
+    assert outcome.returncode == 0, outcome.error
+    assert outcome.succeeded and runner.pid is not None
+
+    adapter_dir = tmp_path / "run" / "adapter"
+    for name in ("adapter_model.safetensors", "adapter_config.json", "tokenizer_config.json"):
+        assert (adapter_dir / name).is_file(), name
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+    spec = load_clone_spec(adapter_dir)
+    assert spec.system_prompt == DEFAULT_SYSTEM_PROMPT
+    assert spec.chat_template == (tiny_model_dir / "chat_template.jinja").read_text("utf-8")
+    assert spec.base_model == str(tiny_model_dir) and spec.dataset_size == 20
+    assert {"eval_loss", "eval_mean_token_accuracy", "train_loss"} <= set(spec.metrics)
+
+    result = json.loads((tmp_path / "run" / "result.json").read_text(encoding="utf-8"))
+    assert result == outcome.result
+    assert result["status"] == "succeeded" and result["adapter_dir"] == str(adapter_dir)
+    assert result["metrics"]["eval_loss"] == spec.metrics["eval_loss"]
+
+    kinds = [event["event"] for event in events]
+    assert kinds[0] == "start" and kinds[-1] == "done"
+    evals = [event for event in events if event["event"] == "eval"]
+    assert len(evals) >= 3 and all("eval_loss" in event for event in evals)
+    losses = [event["loss"] for event in events if event["event"] == "log"]
+    assert len(losses) >= 5
+    assert losses[-1] < losses[0] - 1.0
+    assert evals[-1]["eval_loss"] < evals[0]["eval_loss"]
+    assert "Traceback" not in (tmp_path / "train.log").read_text(encoding="utf-8")
+
+
+async def test_a_failing_run_reports_an_error(tmp_path: Path) -> None:
+    config_path = _write_run(tmp_path, tmp_path / "no-such-model")
+    events: list[dict[str, Any]] = []
+    outcome = await LocalRunner(env=OFFLINE_ENV).run(
+        config_path, tmp_path / "train.log", events.append
+    )
+    assert outcome.returncode != 0 and not outcome.succeeded
+    assert outcome.error and "base_model directory" in outcome.error
+    assert "no-such-model" in outcome.error
+    assert outcome.result is not None and outcome.result["status"] == "failed"
+    assert events and events[-1]["event"] == "failed"
+    assert not (tmp_path / "run" / "adapter").exists()
+
+
+async def test_cancel_stops_the_child(tmp_path: Path, tiny_model_dir: Path) -> None:
+    config_path = _write_run(tmp_path, tiny_model_dir)
+    runner = LocalRunner(env=OFFLINE_ENV)
+    task = asyncio.create_task(runner.run(config_path, tmp_path / "train.log"))
+    while runner.pid is None:
+        await asyncio.sleep(0.05)
+    runner.cancel()
+    outcome = await asyncio.wait_for(task, timeout=60)
+    assert outcome.returncode != 0 and outcome.error == "cancelled"
+    assert not outcome.succeeded and outcome.result is None

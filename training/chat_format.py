@@ -1,0 +1,241 @@
+"""The only code that turns a conversation into model text, for training and for serving.
+
+Training and serving both call ``render`` with the template and system prompt saved in the
+adapter's ``clone.json``, so the prompt the bot sends is byte for byte the prefix the model
+was trained on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
+
+from training.config import GenerationSettings
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+Role = Literal["system", "user", "assistant"]
+CLONE_SPEC_FILE = "clone.json"
+CLONE_FORMAT_VERSION = 1
+# Closes every turn in Qwen's ChatML template; the loss covers it so the clone learns to stop.
+END_OF_TURN = "<|im_end|>"
+
+
+class ChatMessage(TypedDict):
+    """One message of a conversation, as chat templates expect it."""
+
+    role: Role
+    content: str
+
+
+Turn = ChatMessage
+
+
+def render(
+    tokenizer: PreTrainedTokenizerBase,
+    messages: Sequence[ChatMessage],
+    *,
+    chat_template: str | None,
+    add_generation_prompt: bool,
+) -> str:
+    """Render messages (system first) to text with the chat template (None: the tokenizer's)."""
+    text = tokenizer.apply_chat_template(
+        [{"role": m["role"], "content": m["content"]} for m in messages],
+        tokenize=False,
+        add_generation_prompt=add_generation_prompt,
+        chat_template=chat_template,
+    )
+    if not isinstance(text, str):
+        raise TypeError(f"apply_chat_template returned {type(text).__name__}, expected str")
+    return text
+
+
+def build_messages(system_prompt: str, turns: Sequence[ChatMessage]) -> list[ChatMessage]:
+    """Put the system prompt first, then the user/assistant turns in order."""
+    messages: list[ChatMessage] = [{"role": "system", "content": system_prompt}]
+    for index, turn in enumerate(turns):
+        if turn["role"] not in ("user", "assistant"):
+            raise ValueError(f"turn {index} has role {turn['role']!r}; expected user or assistant")
+        messages.append({"role": turn["role"], "content": turn["content"]})
+    return messages
+
+
+@dataclass(frozen=True, kw_only=True)
+class CloneSpec:
+    """What serving needs to talk like the trained clone; saved as ``clone.json``."""
+
+    base_model: str
+    """The model the adapter was trained on."""
+    system_prompt: str
+    """System message the adapter was trained with."""
+    chat_template: str
+    """The full chat template text used in training."""
+    generation: GenerationSettings = field(default_factory=GenerationSettings)
+    """Sampling settings for serving."""
+    metrics: dict[str, float] = field(default_factory=dict)
+    """eval_loss, eval_mean_token_accuracy, train_loss, ..."""
+    dataset_size: int = 0
+    """Samples (train + eval) the adapter saw."""
+    dataset_fingerprint: str = ""
+    """sha256 of the dataset, from ``DatasetBuild.fingerprint``."""
+    created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
+    """When training finished, ISO 8601 UTC."""
+    format_version: int = CLONE_FORMAT_VERSION
+    """Version of this file's layout."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe form."""
+        return {
+            "format_version": self.format_version,
+            "base_model": self.base_model,
+            "system_prompt": self.system_prompt,
+            "chat_template": self.chat_template,
+            "generation": self.generation.to_dict(),
+            "metrics": dict(self.metrics),
+            "dataset_size": self.dataset_size,
+            "dataset_fingerprint": self.dataset_fingerprint,
+            "created_at": self.created_at,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CloneSpec:
+        """Inverse of ``to_dict``."""
+        return cls(
+            base_model=str(data["base_model"]),
+            system_prompt=str(data["system_prompt"]),
+            chat_template=str(data["chat_template"]),
+            generation=GenerationSettings.from_dict(data.get("generation", {})),
+            metrics={str(k): float(v) for k, v in data.get("metrics", {}).items()},
+            dataset_size=int(data.get("dataset_size", 0)),
+            dataset_fingerprint=str(data.get("dataset_fingerprint", "")),
+            created_at=str(data["created_at"]),
+            format_version=int(data["format_version"]),
+        )
+
+
+class CloneSpecError(ValueError):
+    """clone.json is missing, unreadable or of an unknown format."""
+
+
+def save_clone_spec(adapter_dir: Path, spec: CloneSpec) -> Path:
+    """Write ``clone.json`` into the adapter directory (atomically) and return its path."""
+    path = Path(adapter_dir) / CLONE_SPEC_FILE
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(spec.to_dict(), ensure_ascii=False, indent=2), encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def load_clone_spec(adapter_dir: Path) -> CloneSpec:
+    """Read ``clone.json`` from an adapter directory; ``CloneSpecError`` names the file."""
+    path = Path(adapter_dir) / CLONE_SPEC_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise CloneSpecError(
+            f"{path} not found: {adapter_dir} is not an adapter made by training.train"
+        ) from exc
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CloneSpecError(f"{path} is unreadable: {exc}") from exc
+    if not isinstance(data, dict):
+        raise CloneSpecError(f"{path} must hold a JSON object")
+    if data.get("format_version") != CLONE_FORMAT_VERSION:
+        raise CloneSpecError(
+            f"{path} has format_version {data.get('format_version')!r}; "
+            f"this code reads version {CLONE_FORMAT_VERSION}"
+        )
+    try:
+        return CloneSpec.from_dict(data)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CloneSpecError(f"{path} is incomplete or malformed: {exc!r}") from exc
+
+
+def render_prompt(
+    tokenizer: PreTrainedTokenizerBase, spec: CloneSpec, history: Sequence[ChatMessage]
+) -> str:
+    """The text serving sends: the spec's system prompt and template, the history, and the
+    opening of the clone's turn."""
+    messages = build_messages(spec.system_prompt, history)
+    return render(
+        tokenizer, messages, chat_template=spec.chat_template, add_generation_prompt=True
+    )
+
+
+def assistant_spans(
+    tokenizer: PreTrainedTokenizerBase,
+    messages: Sequence[ChatMessage],
+    *,
+    chat_template: str | None,
+) -> tuple[str, list[tuple[int, int]]]:
+    """Render the conversation and return the character span of each assistant turn.
+
+    A span starts right after the generation prompt (what serving sends) and ends after the
+    turn's closing ``<|im_end|>``; the newline after it is the template's, not the owner's.
+    """
+    text = render(tokenizer, messages, chat_template=chat_template, add_generation_prompt=False)
+    spans = []
+    for index, message in enumerate(messages):
+        if message["role"] != "assistant":
+            continue
+        prefix = render(
+            tokenizer, messages[:index], chat_template=chat_template, add_generation_prompt=True
+        )
+        if not text.startswith(prefix):
+            raise ValueError(
+                "chat template is not prefix-stable: the prompt for a turn is not a prefix of the "
+                "whole conversation, so training and serving would see different text"
+            )
+        start = len(prefix)
+        end = text.find(END_OF_TURN, start + len(message["content"]))
+        if end < 0:
+            raise ValueError(f"chat template does not close assistant turns with {END_OF_TURN}")
+        spans.append((start, end + len(END_OF_TURN)))
+    return text, spans
+
+
+def _encode(
+    tokenizer: PreTrainedTokenizerBase,
+    messages: Sequence[ChatMessage],
+    chat_template: str | None,
+) -> dict[str, list[int]]:
+    text, spans = assistant_spans(tokenizer, messages, chat_template=chat_template)
+    encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    masks = []
+    for start, _end in encoded["offset_mapping"]:
+        # A token belongs to the turn it starts in; a token starting before a span belongs
+        # to the prompt, which is what serving feeds the model.
+        masks.append(int(any(s <= start < e for s, e in spans)))
+    return {"input_ids": list(encoded["input_ids"]), "assistant_masks": masks}
+
+
+def tokenize_for_training(
+    tokenizer: PreTrainedTokenizerBase,
+    messages: Sequence[ChatMessage],
+    *,
+    chat_template: str | None,
+    max_length: int,
+) -> dict[str, list[int]]:
+    """Token ids and a loss mask (1 on the owner's turns and their ``<|im_end|>``).
+
+    When the sample is longer than ``max_length`` tokens, whole oldest (user, assistant) pairs
+    after the system message are dropped until it fits; the final owner reply is never cut.
+    A sample that is still too long with one pair left is returned as is (the caller drops it).
+    """
+    if not messages or messages[0]["role"] != "system":
+        raise ValueError("a training sample must start with the system message")
+    if messages[-1]["role"] != "assistant":
+        raise ValueError("a training sample must end on an assistant turn")
+    current = list(messages)
+    while True:
+        encoded = _encode(tokenizer, current, chat_template)
+        assistant_turns = sum(1 for m in current if m["role"] == "assistant")
+        if len(encoded["input_ids"]) <= max_length or assistant_turns <= 1:
+            return encoded
+        first_reply = next(i for i, m in enumerate(current) if m["role"] == "assistant")
+        current = [current[0], *current[first_reply + 1 :]]

@@ -1,0 +1,339 @@
+"""Typed settings for dataset building, training and generation.
+
+Single fields are checked on construction (all problems of one object reported at once);
+combinations are checked by ``validate()``, which also collects every problem and raises one
+``ValueError``. ``to_dict()``/``from_dict()`` give JSON-safe round trips, so a ``TrainConfig``
+can travel to a training process (local or remote) as a plain JSON file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+DEFAULT_BASE_MODEL = "Qwen/Qwen2.5-7B-Instruct"
+DEFAULT_SYSTEM_PROMPT = (
+    "You are the owner of this Telegram account. Reply to the last message exactly as the "
+    "owner would: same language, tone, length and habits."
+)
+DEFAULT_FILLER_REPLIES = frozenset(
+    {"ок", "ok", "okay", "спасибо", "спс", "+", "👍", "хорошо", "да", "нет", "ага"}
+)
+Quantization = Literal["auto", "4bit", "none"]
+QUANTIZATION_CHOICES: tuple[Quantization, ...] = ("auto", "4bit", "none")
+
+
+def _raise_if(problems: list[str], what: str) -> None:
+    if problems:
+        raise ValueError(f"invalid {what}: " + "; ".join(problems))
+
+
+def _unknown_keys(cls: type, data: dict[str, Any]) -> None:
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"{cls.__name__}: unknown keys {unknown}; known keys are {sorted(known)}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class GenerationSettings:
+    """How the clone samples its replies (Qwen2.5-Instruct's own defaults)."""
+
+    temperature: float = 0.7
+    """Softmax temperature; must be > 0 when ``do_sample`` is on."""
+    top_p: float = 0.8
+    """Nucleus sampling mass, in (0, 1]."""
+    top_k: int = 20
+    """Keep only the k most likely tokens; 0 turns the filter off."""
+    repetition_penalty: float = 1.05
+    """Penalty (> 0) on tokens already present; 1.0 means none."""
+    max_new_tokens: int = 256
+    """Upper bound on the length of one reply, in tokens."""
+    do_sample: bool = True
+    """Sample (True) or decode greedily (False)."""
+
+    def __post_init__(self) -> None:
+        _raise_if(self._field_problems(), "GenerationSettings")
+
+    def _field_problems(self) -> list[str]:
+        problems = []
+        if self.temperature < 0:
+            problems.append(f"temperature must be >= 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            problems.append(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.top_k < 0:
+            problems.append(f"top_k must be >= 0, got {self.top_k}")
+        if self.repetition_penalty <= 0:
+            problems.append(f"repetition_penalty must be > 0, got {self.repetition_penalty}")
+        if self.max_new_tokens < 1:
+            problems.append(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        return problems
+
+    def problems(self) -> list[str]:
+        """Every problem of this object, combinations included (empty when valid)."""
+        problems = self._field_problems()
+        if self.do_sample and self.temperature == 0:
+            problems.append("temperature is 0 while do_sample is on: set do_sample=False instead")
+        return problems
+
+    def validate(self) -> None:
+        """Raise one ``ValueError`` listing every problem."""
+        _raise_if(self.problems(), "GenerationSettings")
+
+    def to_generate_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for ``model.generate`` (greedy decoding drops the sampling knobs)."""
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": self.max_new_tokens,
+            "repetition_penalty": self.repetition_penalty,
+            "do_sample": self.do_sample,
+        }
+        if self.do_sample:
+            kwargs.update(temperature=self.temperature, top_p=self.top_p, top_k=self.top_k)
+        return kwargs
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe form."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GenerationSettings:
+        """Inverse of ``to_dict``; unknown keys are an error."""
+        _unknown_keys(cls, data)
+        return cls(**data)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DatasetConfig:
+    """How the owner's messages become training conversations."""
+
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    """System message put first in every sample (and saved in clone.json for serving)."""
+    session_gap: timedelta = timedelta(minutes=30)
+    """A silence longer than this (days included) starts a new conversation."""
+    min_reply_words: int = 5
+    """Owner replies with fewer words count as short (see ``drop_short``)."""
+    filler_replies: frozenset[str] = DEFAULT_FILLER_REPLIES
+    """Lower-case replies that carry no style ("ok", "+"); matched after trimming punctuation."""
+    drop_filler: bool = True
+    """Drop owner replies found in ``filler_replies``."""
+    drop_short: bool = True
+    """Drop owner replies shorter than ``min_reply_words`` words."""
+    drop_emoji_only: bool = True
+    """Drop owner replies made only of emoji (and spaces/punctuation)."""
+    eval_fraction: float = 0.1
+    """Share of conversations held out for evaluation, in [0, 1)."""
+    split_seed: int = 0
+    """Changes which conversations land in the eval split, deterministically."""
+    max_pairs_per_sample: int = 16
+    """Long conversations are cut into samples of at most this many (user, owner) pairs."""
+
+    def __post_init__(self) -> None:
+        _raise_if(self._field_problems(), "DatasetConfig")
+
+    def _field_problems(self) -> list[str]:
+        problems = []
+        if not self.system_prompt.strip():
+            problems.append("system_prompt must not be empty")
+        if self.session_gap <= timedelta(0):
+            problems.append(f"session_gap must be positive, got {self.session_gap}")
+        if self.min_reply_words < 0:
+            problems.append(f"min_reply_words must be >= 0, got {self.min_reply_words}")
+        if not 0 <= self.eval_fraction < 1:
+            problems.append(f"eval_fraction must be in [0, 1), got {self.eval_fraction}")
+        if self.max_pairs_per_sample < 1:
+            problems.append(f"max_pairs_per_sample must be >= 1, got {self.max_pairs_per_sample}")
+        not_lower = sorted(f for f in self.filler_replies if f != f.strip().lower())
+        if not_lower:
+            problems.append(f"filler_replies must be lower-case and trimmed: {not_lower}")
+        return problems
+
+    def problems(self) -> list[str]:
+        """Every problem of this object, combinations included (empty when valid)."""
+        problems = self._field_problems()
+        if self.drop_filler and not self.filler_replies:
+            problems.append("drop_filler is on but filler_replies is empty")
+        if self.drop_short and self.min_reply_words == 0:
+            problems.append("drop_short is on but min_reply_words is 0: nothing would be short")
+        return problems
+
+    def validate(self) -> None:
+        """Raise one ``ValueError`` listing every problem."""
+        _raise_if(self.problems(), "DatasetConfig")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe form (the gap in seconds, the filler set as a sorted list)."""
+        data = dataclasses.asdict(self)
+        data["session_gap"] = self.session_gap.total_seconds()
+        data["filler_replies"] = sorted(self.filler_replies)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DatasetConfig:
+        """Inverse of ``to_dict``; unknown keys are an error."""
+        _unknown_keys(cls, data)
+        values = dict(data)
+        if "session_gap" in values:
+            values["session_gap"] = timedelta(seconds=float(values["session_gap"]))
+        if "filler_replies" in values:
+            values["filler_replies"] = frozenset(values["filler_replies"])
+        return cls(**values)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    """One QLoRA training run: data, LoRA shape, optimisation, and what serving will need."""
+
+    base_model: str = DEFAULT_BASE_MODEL
+    """Hub id or local directory of the instruct model the adapter is trained on."""
+    train_file: Path
+    """JSONL of ``{"messages": [...]}`` training samples (``training.dataset.write_jsonl``)."""
+    eval_file: Path
+    """JSONL of held-out samples; at least one is required."""
+    output_dir: Path
+    """Run directory: checkpoints, ``adapter/`` and ``result.json`` go here."""
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    """Must equal the system message of every sample; saved in clone.json for serving."""
+    chat_template: str | None = None
+    """Jinja chat template; None uses the tokenizer's own. The text used is saved in clone.json."""
+    lora_r: int = 16
+    """LoRA rank."""
+    lora_alpha: int = 32
+    """LoRA scaling numerator (the update is scaled by alpha / r)."""
+    lora_dropout: float = 0.05
+    """Dropout on the LoRA input, in [0, 1)."""
+    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
+    """Names of the linear layers that get adapters."""
+    learning_rate: float = 1e-4
+    """Peak learning rate."""
+    lr_scheduler_type: str = "cosine"
+    """A transformers scheduler name (cosine, linear, constant, ...)."""
+    warmup_ratio: float = 0.03
+    """Share of the steps spent warming up, in [0, 1)."""
+    num_train_epochs: float = 5.0
+    """Passes over the training set (early stopping usually ends sooner)."""
+    per_device_train_batch_size: int = 4
+    """Training samples per device per step."""
+    per_device_eval_batch_size: int = 4
+    """Eval samples per device per step."""
+    gradient_accumulation_steps: int = 4
+    """Micro-batches per optimiser step."""
+    eval_steps: int = 50
+    """Evaluate (and checkpoint) every this many optimiser steps."""
+    logging_steps: int = 10
+    """Report the training loss every this many optimiser steps."""
+    early_stopping_patience: int = 3
+    """Stop after this many evaluations without an eval_loss improvement."""
+    early_stopping_threshold: float = 0.01
+    """Smallest eval_loss decrease that counts as an improvement."""
+    max_length: int = 1024
+    """Longest sample in tokens; older turn pairs are dropped to fit."""
+    max_steps: int = -1
+    """Stop after this many optimiser steps; -1 means run ``num_train_epochs``."""
+    quantization: Quantization = "auto"
+    """auto: 4-bit NF4 when CUDA is available, none otherwise; 4bit requires CUDA."""
+    seed: int = 42
+    """Seed for LoRA initialisation and data order."""
+    generation: GenerationSettings = field(default_factory=GenerationSettings)
+    """Sampling settings saved in clone.json for serving."""
+    dataset_fingerprint: str = ""
+    """``DatasetBuild.fingerprint`` of the data, recorded in clone.json."""
+    dataset_size: int = 0
+    """Number of samples (train + eval), recorded in clone.json."""
+
+    def __post_init__(self) -> None:
+        _raise_if(self._field_problems(), "TrainConfig")
+
+    def _field_problems(self) -> list[str]:
+        problems = []
+        if not self.base_model.strip():
+            problems.append("base_model must not be empty")
+        if not self.system_prompt.strip():
+            problems.append("system_prompt must not be empty")
+        if self.chat_template is not None and not self.chat_template.strip():
+            problems.append("chat_template must be None (tokenizer's own) or a template")
+        positive_ints = (
+            "lora_r",
+            "lora_alpha",
+            "per_device_train_batch_size",
+            "per_device_eval_batch_size",
+            "gradient_accumulation_steps",
+            "eval_steps",
+            "logging_steps",
+            "early_stopping_patience",
+            "max_length",
+        )
+        for name in positive_ints:
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0 <= self.lora_dropout < 1:
+            problems.append(f"lora_dropout must be in [0, 1), got {self.lora_dropout}")
+        if not self.target_modules:
+            problems.append("target_modules must name at least one module")
+        if self.learning_rate <= 0:
+            problems.append(f"learning_rate must be > 0, got {self.learning_rate}")
+        if not 0 <= self.warmup_ratio < 1:
+            problems.append(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if self.num_train_epochs <= 0:
+            problems.append(f"num_train_epochs must be > 0, got {self.num_train_epochs}")
+        if self.early_stopping_threshold < 0:
+            problems.append(
+                f"early_stopping_threshold must be >= 0, got {self.early_stopping_threshold}"
+            )
+        if self.max_steps == 0 or self.max_steps < -1:
+            problems.append(f"max_steps must be -1 (use epochs) or >= 1, got {self.max_steps}")
+        if self.quantization not in QUANTIZATION_CHOICES:
+            problems.append(
+                f"quantization must be one of {QUANTIZATION_CHOICES}, got {self.quantization!r}"
+            )
+        if self.dataset_size < 0:
+            problems.append(f"dataset_size must be >= 0, got {self.dataset_size}")
+        return problems
+
+    def problems(self) -> list[str]:
+        """Every problem of this object, combinations included (empty when valid)."""
+        problems = self._field_problems()
+        problems += [f"generation: {p}" for p in self.generation.problems()]
+        if Path(self.train_file) == Path(self.eval_file):
+            problems.append("eval_file must differ from train_file (held-out data is required)")
+        if self.max_steps > 0 and self.eval_steps > self.max_steps:
+            problems.append(
+                f"eval_steps ({self.eval_steps}) exceeds max_steps ({self.max_steps}): no "
+                "evaluation would run; lower eval_steps"
+            )
+        if self.max_steps > 0 and self.logging_steps > self.max_steps:
+            problems.append(
+                f"logging_steps ({self.logging_steps}) exceeds max_steps ({self.max_steps})"
+            )
+        if self.dataset_size > 0 and not self.dataset_fingerprint:
+            problems.append("dataset_size is set without dataset_fingerprint; pass both")
+        return problems
+
+    def validate(self) -> None:
+        """Raise one ``ValueError`` listing every problem."""
+        _raise_if(self.problems(), "TrainConfig")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe form (paths as strings, tuples as lists, generation nested)."""
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        for name in ("train_file", "eval_file", "output_dir"):
+            data[name] = str(data[name])
+        data["target_modules"] = list(self.target_modules)
+        data["generation"] = self.generation.to_dict()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """Inverse of ``to_dict``; unknown keys are an error."""
+        _unknown_keys(cls, data)
+        values = dict(data)
+        for name in ("train_file", "eval_file", "output_dir"):
+            if name in values:
+                values[name] = Path(values[name])
+        if "target_modules" in values:
+            values["target_modules"] = tuple(values["target_modules"])
+        if isinstance(values.get("generation"), dict):
+            values["generation"] = GenerationSettings.from_dict(values["generation"])
+        return cls(**values)

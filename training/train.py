@@ -1,0 +1,400 @@
+"""QLoRA training recipe: config -> tokenizer/model -> datasets -> trainer -> train ->
+evaluate -> adapter + clone.json -> result.json.
+
+Run as ``python -m training.train --config run_config.json [--learning-rate 2e-4 ...]``.
+stdout carries one JSON object per line (progress events, see ``emit``); logs go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import shutil
+import sys
+import types
+import typing
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+from training.chat_format import CloneSpec, save_clone_spec, tokenize_for_training
+from training.config import TrainConfig
+from training.dataset import fingerprint, read_jsonl
+
+if TYPE_CHECKING:
+    from datasets import Dataset
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+    from trl import SFTTrainer
+
+logger = logging.getLogger(__name__)
+
+PAD_TOKEN = "<|endoftext|>"
+RESULT_FILE = "result.json"
+ADAPTER_DIRNAME = "adapter"
+CHECKPOINTS_DIRNAME = "checkpoints"
+# Flag spellings kept short for the common knobs; every other field gets --field-name.
+FLAG_ALIASES = {"num_train_epochs": "--epochs"}
+Emit = Callable[[dict[str, Any]], None]
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """Command line: ``--config`` plus one optional flag per scalar ``TrainConfig`` field."""
+    parser = argparse.ArgumentParser(prog="python -m training.train", description=__doc__)
+    parser.add_argument("--config", type=Path, help="TrainConfig JSON (TrainConfig.to_dict)")
+    hints = typing.get_type_hints(TrainConfig)
+    for f in dataclasses.fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        names = [flag, FLAG_ALIASES[f.name]] if f.name in FLAG_ALIASES else [flag]
+        hint = hints[f.name]
+        if hint is int or hint is float:
+            parser.add_argument(*names, dest=f.name, type=hint, help=f.name)
+        elif hint is Path or hint is str or _is_optional_str(hint):
+            parser.add_argument(*names, dest=f.name, help=f.name)
+        elif typing.get_origin(hint) is typing.Literal:
+            parser.add_argument(*names, dest=f.name, choices=typing.get_args(hint))
+        elif f.name == "target_modules":
+            parser.add_argument(*names, dest=f.name, help="comma-separated module names")
+    return parser.parse_args(argv)
+
+
+def _is_optional_str(hint: Any) -> bool:
+    return isinstance(hint, types.UnionType) and set(typing.get_args(hint)) == {str, type(None)}
+
+
+def load_config(args: argparse.Namespace) -> TrainConfig:
+    """Read the JSON config, apply command-line overrides, validate every setting at once."""
+    data: dict[str, Any] = {}
+    if args.config is not None:
+        data = json.loads(Path(args.config).read_text(encoding="utf-8"))
+    for f in dataclasses.fields(TrainConfig):
+        value = getattr(args, f.name, None)
+        if value is not None:
+            data[f.name] = value.split(",") if f.name == "target_modules" else value
+    missing = [name for name in ("train_file", "eval_file", "output_dir") if name not in data]
+    if missing:
+        raise ValueError(f"missing settings {missing}: give them in --config or as flags")
+    config = TrainConfig.from_dict(data)
+    config.validate()
+    return config
+
+
+def load_tokenizer_and_model(
+    config: TrainConfig,
+) -> tuple[PreTrainedTokenizerBase, PreTrainedModel, bool]:
+    """Tokenizer (pad = <|endoftext|>, chat template set) and base model; 4-bit NF4 on CUDA.
+
+    Returns (tokenizer, model, quantized).
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+
+    cuda = torch.cuda.is_available()
+    quantized = config.quantization == "4bit" or (config.quantization == "auto" and cuda)
+    if quantized and not cuda:
+        raise ValueError("quantization='4bit' needs a CUDA GPU; use 'auto' or 'none' on CPU")
+
+    local = Path(config.base_model).expanduser()
+    if (local.is_absolute() or config.base_model.startswith(".")) and not local.is_dir():
+        raise ValueError(f"base_model directory {local} does not exist; fix base_model")
+    tokenizer = AutoTokenizer.from_pretrained(config.base_model)
+    if config.chat_template is not None:
+        tokenizer.chat_template = config.chat_template
+    if not tokenizer.chat_template:
+        raise ValueError(f"{config.base_model} has no chat template; set chat_template")
+    if PAD_TOKEN not in tokenizer.get_vocab():
+        raise ValueError(f"{config.base_model}'s tokenizer has no {PAD_TOKEN} to pad with")
+    # Padding with eos would hide <|im_end|> from the loss wherever the collator masks padding.
+    tokenizer.pad_token = PAD_TOKEN
+
+    kwargs: dict[str, Any] = {}
+    if quantized:
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.bfloat16,
+        )
+        kwargs["dtype"] = torch.bfloat16
+        kwargs["device_map"] = {"": torch.cuda.current_device()}
+    elif cuda:
+        kwargs["dtype"] = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+        kwargs["device_map"] = {"": torch.cuda.current_device()}
+    else:
+        kwargs["dtype"] = torch.float32
+    model = AutoModelForCausalLM.from_pretrained(config.base_model, **kwargs)
+
+    embeddings: Any = model.get_input_embeddings()
+    vocab_rows = int(embeddings.num_embeddings)
+    if len(tokenizer) > vocab_rows:
+        raise ValueError(
+            f"tokenizer has {len(tokenizer)} tokens but the model only {vocab_rows} embeddings; "
+            "use the tokenizer of base_model (embeddings are never resized)"
+        )
+    model.config.pad_token_id = tokenizer.pad_token_id
+    model.config.use_cache = False
+    if quantized:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(
+            model,
+            use_gradient_checkpointing=True,
+            gradient_checkpointing_kwargs={"use_reentrant": False},
+        )
+    logger.info("loaded %s (quantized=%s, cuda=%s)", config.base_model, quantized, cuda)
+    return tokenizer, model, quantized
+
+
+def load_datasets(
+    config: TrainConfig, tokenizer: PreTrainedTokenizerBase
+) -> tuple[Dataset, Dataset, dict[str, Any]]:
+    """Read the JSONL splits and tokenize them with the loss mask of ``chat_format``.
+
+    Returns (train, eval, info) where info holds sample counts, drops and the fingerprint.
+    """
+    from datasets import Dataset
+    from datasets.utils.logging import disable_progress_bar
+
+    disable_progress_bar()
+    splits = {"train": read_jsonl(config.train_file), "eval": read_jsonl(config.eval_file)}
+    info: dict[str, Any] = {"dropped_too_long": 0}
+    tokenized: dict[str, Dataset] = {}
+    for name, samples in splits.items():
+        path = config.train_file if name == "train" else config.eval_file
+        rows: dict[str, list[list[int]]] = {"input_ids": [], "assistant_masks": []}
+        for number, sample in enumerate(samples, start=1):
+            if not sample or sample[0]["content"] != config.system_prompt:
+                raise ValueError(
+                    f"{path}: sample {number} does not start with TrainConfig.system_prompt; "
+                    "build the dataset with the same system_prompt as the run"
+                )
+            encoded = tokenize_for_training(
+                tokenizer, sample, chat_template=config.chat_template, max_length=config.max_length
+            )
+            if len(encoded["input_ids"]) > config.max_length:
+                info["dropped_too_long"] += 1
+                continue
+            rows["input_ids"].append(encoded["input_ids"])
+            rows["assistant_masks"].append(encoded["assistant_masks"])
+        if not rows["input_ids"]:
+            raise ValueError(
+                f"{path} has no usable samples ({len(samples)} read, the rest longer than "
+                f"max_length={config.max_length}); training needs at least 1 {name} sample"
+            )
+        info[f"{name}_samples"] = len(rows["input_ids"])
+        tokenized[name] = Dataset.from_dict(rows)
+    info["dataset_size"] = config.dataset_size or len(splits["train"]) + len(splits["eval"])
+    info["dataset_fingerprint"] = config.dataset_fingerprint or fingerprint(
+        splits["train"], splits["eval"]
+    )
+    logger.info(
+        "datasets: %d train, %d eval, %d longer than max_length dropped",
+        info["train_samples"],
+        info["eval_samples"],
+        info["dropped_too_long"],
+    )
+    return tokenized["train"], tokenized["eval"], info
+
+
+def _progress_callback(emit: Emit) -> Any:
+    """A TrainerCallback that turns each log and evaluation into one JSON event."""
+    from transformers import TrainerCallback
+
+    class ProgressEvents(TrainerCallback):  # type: ignore[misc]
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            emit({"event": "start", "max_steps": state.max_steps})
+
+        def on_log(
+            self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any
+        ) -> None:
+            values = {k: v for k, v in (logs or {}).items() if isinstance(v, int | float)}
+            if any(k.startswith("eval_") for k in values):
+                event = "eval"
+            elif "train_runtime" in values:
+                event = "train_end"
+            else:
+                event = "log"
+            emit({"event": event, "step": state.global_step, **values})
+
+    return ProgressEvents()
+
+
+def build_trainer(
+    config: TrainConfig,
+    tokenizer: PreTrainedTokenizerBase,
+    model: PreTrainedModel,
+    train_dataset: Dataset,
+    eval_dataset: Dataset,
+    emit: Emit,
+) -> SFTTrainer:
+    """TRL SFTTrainer with a LoRA adapter, step-wise eval/checkpoints and early stopping."""
+    import torch
+    from peft import LoraConfig
+    from transformers import EarlyStoppingCallback
+    from trl import SFTConfig, SFTTrainer
+
+    cuda = torch.cuda.is_available()
+    args = SFTConfig(
+        output_dir=str(config.output_dir / CHECKPOINTS_DIRNAME),
+        learning_rate=config.learning_rate,
+        lr_scheduler_type=config.lr_scheduler_type,
+        # transformers 5 folded warmup_ratio into warmup_steps: a value below 1 is a ratio.
+        warmup_steps=config.warmup_ratio,
+        num_train_epochs=config.num_train_epochs,
+        max_steps=config.max_steps,
+        per_device_train_batch_size=config.per_device_train_batch_size,
+        per_device_eval_batch_size=config.per_device_eval_batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        eval_strategy="steps",
+        eval_steps=config.eval_steps,
+        save_strategy="steps",
+        save_steps=config.eval_steps,
+        save_total_limit=2,
+        save_only_model=True,
+        load_best_model_at_end=True,
+        metric_for_best_model="eval_loss",
+        greater_is_better=False,
+        logging_steps=config.logging_steps,
+        logging_first_step=True,
+        report_to=[],
+        disable_tqdm=True,
+        seed=config.seed,
+        max_length=config.max_length,
+        use_cpu=not cuda,
+        bf16=cuda and torch.cuda.is_bf16_supported(),
+        # The new names: TRL's default gradient_checkpointing=True is an alias transformers 5
+        # resolves (with a warning) only when these are unset.
+        activation_checkpointing=cuda,
+        activation_checkpointing_kwargs={"use_reentrant": False} if cuda else None,
+    )
+    peft_config = LoraConfig(
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=list(config.target_modules),
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+    callbacks = [
+        EarlyStoppingCallback(
+            early_stopping_patience=config.early_stopping_patience,
+            early_stopping_threshold=config.early_stopping_threshold,
+        ),
+        _progress_callback(emit),
+    ]
+    # Pre-tokenized data: TRL skips its own tokenization and turns assistant_masks into labels.
+    return SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+        callbacks=callbacks,
+    )
+
+
+def train(trainer: SFTTrainer) -> dict[str, float]:
+    """Run training (the best checkpoint by eval_loss is reloaded at the end)."""
+    output = trainer.train()
+    metrics = {k: float(v) for k, v in output.metrics.items() if isinstance(v, int | float)}
+    metrics["global_step"] = float(trainer.state.global_step)
+    if trainer.state.best_global_step is not None:
+        metrics["best_step"] = float(trainer.state.best_global_step)
+    return metrics
+
+
+def evaluate(trainer: SFTTrainer) -> dict[str, float]:
+    """Evaluate the reloaded best adapter: eval_loss, eval_mean_token_accuracy, ..."""
+    metrics = trainer.evaluate()
+    return {k: float(v) for k, v in metrics.items() if isinstance(v, int | float)}
+
+
+def save_adapter(
+    config: TrainConfig,
+    trainer: SFTTrainer,
+    tokenizer: PreTrainedTokenizerBase,
+    metrics: dict[str, float],
+    info: dict[str, Any],
+) -> Path:
+    """Save adapter weights, tokenizer files and clone.json; drop the scratch checkpoints."""
+    adapter_dir = config.output_dir / ADAPTER_DIRNAME
+    adapter_model: Any = trainer.model
+    adapter_model.save_pretrained(adapter_dir)
+    tokenizer.save_pretrained(adapter_dir)
+    spec = CloneSpec(
+        base_model=config.base_model,
+        system_prompt=config.system_prompt,
+        chat_template=str(tokenizer.chat_template),
+        generation=config.generation,
+        metrics=metrics,
+        dataset_size=int(info["dataset_size"]),
+        dataset_fingerprint=str(info["dataset_fingerprint"]),
+    )
+    save_clone_spec(adapter_dir, spec)
+    shutil.rmtree(config.output_dir / CHECKPOINTS_DIRNAME, ignore_errors=True)
+    return adapter_dir
+
+
+def write_result(output_dir: Path, result: dict[str, Any]) -> Path:
+    """Write result.json (atomically), the run's summary for whoever started it."""
+    path = output_dir / RESULT_FILE
+    tmp = path.with_name(RESULT_FILE + ".tmp")
+    tmp.write_text(json.dumps(result, indent=2), encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def _event_writer(stream: TextIO) -> Emit:
+    def emit(event: dict[str, Any]) -> None:
+        stream.write(json.dumps(event) + "\n")
+        stream.flush()
+
+    return emit
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Train one adapter; exit status 0 on success, 1 on failure (result.json says why)."""
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    config = load_config(parse_args(argv))
+    config.output_dir.mkdir(parents=True, exist_ok=True)
+    (config.output_dir / RESULT_FILE).unlink(missing_ok=True)
+    emit = _event_writer(sys.stdout)
+    # Libraries print to stdout now and then; stdout is reserved for the JSON events.
+    with contextlib.redirect_stdout(sys.stderr):
+        try:
+            tokenizer, model, _quantized = load_tokenizer_and_model(config)
+            train_dataset, eval_dataset, info = load_datasets(config, tokenizer)
+            trainer = build_trainer(config, tokenizer, model, train_dataset, eval_dataset, emit)
+            train_metrics = train(trainer)
+            metrics = {**train_metrics, **evaluate(trainer)}
+            adapter_dir = save_adapter(config, trainer, tokenizer, metrics, info)
+        except Exception as exc:
+            logger.exception("training failed")
+            error = f"{type(exc).__name__}: {exc}"[:1000]
+            write_result(config.output_dir, {"status": "failed", "error": error})
+            emit({"event": "failed", "error": error})
+            return 1
+    result = {
+        "status": "succeeded",
+        "adapter_dir": str(adapter_dir),
+        "metrics": metrics,
+        "train_samples": info["train_samples"],
+        "eval_samples": info["eval_samples"],
+        "dropped_too_long": info["dropped_too_long"],
+        "dataset_fingerprint": info["dataset_fingerprint"],
+    }
+    write_result(config.output_dir, result)
+    emit({"event": "done", **result})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
