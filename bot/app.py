@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
-from telegram import BotCommand, BotCommandScopeChat, BotCommandScopeDefault
+from telegram import BotCommand, BotCommandScopeChat, BotCommandScopeDefault, Update
 from telegram.error import TelegramError
 from telegram.ext import (
     Application,
@@ -16,7 +17,6 @@ from telegram.ext import (
     TypeHandler,
     filters,
 )
-from telegram import Update
 
 from bot.const import CMD_HELP, CMD_RETRAIN, CMD_START, CMD_STATS
 from bot.context import CloneContext, set_services
@@ -109,8 +109,6 @@ def _post_init(settings: Settings) -> Any:
         await _set_commands(application, settings)
         adapter = await current_adapter(db)
         if adapter is not None:
-            from pathlib import Path
-
             application.create_task(engine.load_adapter(Path(adapter.path)))
 
     return post_init

@@ -97,7 +97,7 @@ def dataset_build(settings: Settings, out_dir: Path) -> int:
 
 
 def train(settings: Settings) -> int:
-    """Train an adapter now, in the foreground, from everything stored; promote it if it succeeds."""
+    """Train an adapter now, in the foreground, from everything stored; promote it on success."""
     from bot.retrain import RetrainService
     from storage.db import Database
 

@@ -22,6 +22,8 @@ class CloneContext(CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any],
         return services
 
 
-def set_services(application: Application[Any, Any, Any, Any, Any, Any], services: Services) -> None:
+def set_services(
+    application: Application[Any, Any, Any, Any, Any, Any], services: Services
+) -> None:
     """Store the services where CloneContext finds them."""
     application.bot_data[SERVICES_KEY] = services

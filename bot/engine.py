@@ -121,7 +121,10 @@ class CloneEngine:
             current.model.set_adapter(name)
             current.model.delete_adapter(current.adapter_name)
             self._loaded = replace(
-                current, adapter_name=name, adapter_dir=adapter_dir, spec=spec,
+                current,
+                adapter_name=name,
+                adapter_dir=adapter_dir,
+                spec=spec,
                 tokenizer=self._load_tokenizer(adapter_dir, spec),
             )
             logger.info("hot-swapped adapter to %s", adapter_dir)

@@ -17,7 +17,10 @@ def history_messages(turns: Sequence[CloneTurn]) -> list[ChatMessage]:
     messages: list[ChatMessage] = []
     for turn in turns:
         if messages and messages[-1]["role"] == turn.role:
-            messages[-1] = {"role": turn.role, "content": f"{messages[-1]['content']}\n{turn.text}"}
+            messages[-1] = {
+                "role": turn.role,
+                "content": f"{messages[-1]['content']}\n{turn.text}",
+            }
         else:
             messages.append({"role": turn.role, "content": turn.text})
     while messages and messages[0]["role"] != "user":

@@ -12,6 +12,7 @@ from bot.engine import CloneEngine
 from bot.run_setup import NotEnoughDataError, prepare_run
 from bot.settings import Settings
 from storage.db import Database
+from storage.models import TrainingRun
 from storage.runs import (
     active_run,
     add_adapter,
@@ -20,7 +21,6 @@ from storage.runs import (
     get_run,
     mark_run_running,
 )
-from storage.models import TrainingRun
 from training.runner import LocalRunner
 
 logger = logging.getLogger(__name__)
@@ -78,7 +78,7 @@ class RetrainService:
     async def cancel(self) -> None:
         """Stop the running training process, if any."""
         if self._runner is not None:
-            await self._runner.cancel()
+            self._runner.cancel()
 
     async def run(self, trigger: str) -> TrainingRun | None:
         """Train a new adapter from everything stored, and make it live if it succeeds.

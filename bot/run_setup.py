@@ -6,6 +6,7 @@ import asyncio
 import json
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from bot.settings import Settings
 from storage.db import Database
@@ -45,7 +46,7 @@ def train_config(settings: Settings, run_dir: Path, build: DatasetBuild) -> Trai
         dataset_fingerprint=build.fingerprint,
         dataset_size=len(build.train) + len(build.eval),
     )
-    overrides = {
+    overrides: dict[str, Any] = {
         "learning_rate": settings.train_learning_rate,
         "num_train_epochs": settings.train_epochs,
         "max_steps": settings.train_max_steps,

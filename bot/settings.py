@@ -34,7 +34,9 @@ class Settings(BaseSettings):
     )
     system_prompt: str = Field(DEFAULT_SYSTEM_PROMPT)
     retrain_cron: str = Field("", description="Crontab line (e.g. '0 4 * * 0'); empty = off.")
-    timezone: str = Field("UTC", description="Zone of RETRAIN_CRON and of exports without offsets.")
+    timezone: str = Field(
+        "UTC", description="Zone of RETRAIN_CRON and of exports without offsets."
+    )
     session_gap_minutes: float = Field(30.0, gt=0)
     history_turns: int = Field(12, ge=0, description="Turns of chat history sent to the clone.")
     # Training overrides; None keeps the recipe default of training/config.py.

@@ -25,7 +25,9 @@ async def retrain(update: Update, context: CloneContext) -> None:
     try:
         await services.retrain.ensure_idle()
     except RunAlreadyActiveError:
-        await message.reply_text("A training run is already in progress; I'll tell you when it ends.")
+        await message.reply_text(
+            "A training run is already in progress; I'll tell you when it ends."
+        )
         return
     if services.scheduler.get_job(RETRAIN_JOB_ID) is not None:
         await message.reply_text("A training run is about to start.")
@@ -59,7 +61,5 @@ async def stats(update: Update, context: CloneContext) -> None:
         if run.error:
             lines.append(f"  error: {run.error[:300]}")
     adapter = await current_adapter(services.db)
-    lines.append(
-        "Serving adapter: " + (f"from run #{adapter.run_id}" if adapter else "none")
-    )
+    lines.append("Serving adapter: " + (f"from run #{adapter.run_id}" if adapter else "none"))
     await message.reply_text("\n".join(lines))

@@ -1,4 +1,4 @@
-"""The one error handler: log the traceback, tell the user one friendly line and the owner a few words."""
+"""The one error handler: traceback to the log, a short line to the user, a note to the owner."""
 
 from __future__ import annotations
 

@@ -23,7 +23,7 @@ TOO_BIG = (
 )
 NOT_AN_EXPORT = (
     "I only import Telegram Desktop exports in JSON: Settings → Advanced → Export Telegram "
-    "data, choose \"Machine-readable JSON\", then send me result.json."
+    'data, choose "Machine-readable JSON", then send me result.json.'
 )
 
 
@@ -51,7 +51,10 @@ async def import_upload(update: Update, context: CloneContext) -> None:
         telegram_file = await context.bot.get_file(document.file_id)
         await telegram_file.download_to_drive(path)
         report = await import_export(
-            services.db, path, owner_id=user.id, file_name=name,
+            services.db,
+            path,
+            owner_id=user.id,
+            file_name=name,
         )
     except ExportError as exc:
         logger.info("export %s refused: %s", document.file_unique_id, type(exc).__name__)

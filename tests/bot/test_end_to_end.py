@@ -87,3 +87,4 @@ async def test_export_retrain_and_reply(
     adapters = [p.parent for p in (tmp_path / "data" / "runs").rglob("clone.json")]
     assert len(adapters) == 1
     assert reply["text"] == _greedy_reply(adapters[0], QUESTION)
+    assert reply["text"] != "…", "the trained tiny model should produce some text"

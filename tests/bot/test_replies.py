@@ -31,7 +31,12 @@ def _turn(role: str, text: str) -> CloneTurn:
 
 
 def test_history_merges_bursts_and_starts_with_user() -> None:
-    turns = [_turn("assistant", "old"), _turn("user", "a"), _turn("user", "b"), _turn("assistant", "c")]
+    turns = [
+        _turn("assistant", "old"),
+        _turn("user", "a"),
+        _turn("user", "b"),
+        _turn("assistant", "c"),
+    ]
     assert history_messages(turns) == [
         {"role": "user", "content": "a\nb"},
         {"role": "assistant", "content": "c"},

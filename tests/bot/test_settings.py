@@ -55,7 +55,11 @@ def test_bot_without_token_exits_with_what_to_set(tmp_path: Path) -> None:
 def test_bot_without_owner_exits(tmp_path: Path) -> None:
     env = {"PATH": "/usr/bin:/bin", "TELEGRAM_BOT_TOKEN": "1:x", "PYTHONPATH": str(ROOT)}
     done = subprocess.run(
-        [sys.executable, "-m", "bot"], cwd=tmp_path, env=env, capture_output=True, text=True,
+        [sys.executable, "-m", "bot"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
         timeout=60,
     )
     assert done.returncode == 2

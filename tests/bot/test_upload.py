@@ -71,7 +71,11 @@ async def test_file_over_cloud_limit_is_explained_not_downloaded(
 ) -> None:
     file_id = fake_telegram.register_file(b"{}", "result.json")
     update = builders.document_update(
-        builders.private_chat(OWNER), OWNER, file_id, "result.json", 25 * 1024 * 1024,
+        builders.private_chat(OWNER),
+        OWNER,
+        file_id,
+        "result.json",
+        25 * 1024 * 1024,
         "application/json",
     )
     async with running_clone(settings):
