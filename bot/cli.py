@@ -7,10 +7,12 @@ import asyncio
 import json
 import logging
 import sys
+import typing
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from bot.run_setup import TRAIN_OVERRIDES
 from bot.settings import Settings, SettingsError, load_settings
 
 logger = logging.getLogger(__name__)
@@ -133,31 +135,16 @@ def _parser() -> argparse.ArgumentParser:
     build = dataset_sub.add_parser("build", help=dataset_build.__doc__)
     build.add_argument("--out", type=Path, help="output folder (default DATA_DIR/dataset)")
     tr = sub.add_parser("train", help=train.__doc__)
-    tr.add_argument("--base-model")
-    tr.add_argument("--learning-rate", type=float)
-    tr.add_argument("--epochs", type=float)
-    tr.add_argument("--max-steps", type=int)
-    tr.add_argument("--batch-size", type=int)
-    tr.add_argument("--grad-accum", type=int)
-    tr.add_argument("--eval-steps", type=int)
-    tr.add_argument("--lora-r", type=int)
-    tr.add_argument("--max-length", type=int)
-    tr.add_argument("--quantization", choices=["auto", "4bit", "none"])
+    tr.add_argument("--base-model", dest="base_model")
+    for setting in TRAIN_OVERRIDES:
+        field = Settings.model_fields[setting]
+        kind = next((a for a in typing.get_args(field.annotation) if a is not type(None)), str)
+        flag = "--" + setting.removeprefix("train_").replace("_", "-")
+        if typing.get_origin(kind) is typing.Literal:
+            tr.add_argument(flag, dest=setting, choices=typing.get_args(kind))
+        else:
+            tr.add_argument(flag, dest=setting, type=kind, help=f"overrides {setting.upper()}")
     return parser
-
-
-TRAIN_FLAGS = {
-    "base_model": "base_model",
-    "learning_rate": "train_learning_rate",
-    "epochs": "train_epochs",
-    "max_steps": "train_max_steps",
-    "batch_size": "train_batch_size",
-    "grad_accum": "train_grad_accum",
-    "eval_steps": "train_eval_steps",
-    "lora_r": "train_lora_r",
-    "max_length": "train_max_length",
-    "quantization": "train_quantization",
-}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -170,8 +157,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.data_dir is not None:
         overrides["data_dir"] = args.data_dir
     if args.command == "train":
-        for flag, setting in TRAIN_FLAGS.items():
-            value = getattr(args, flag)
+        for setting in ("base_model", *TRAIN_OVERRIDES):
+            value = getattr(args, setting)
             if value is not None:
                 overrides[setting] = value
     try:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.engine import CloneEngine
-from bot.run_setup import NotEnoughDataError, prepare_run
+from bot.run_setup import RunSetupError, prepare_run
 from bot.settings import Settings
 from storage.db import Database
 from storage.models import TrainingRun
@@ -94,7 +94,7 @@ class RetrainService:
             await self._notify(f"Training run #{run_id} started ({trigger}).")
             try:
                 await self._train(run_id)
-            except NotEnoughDataError as exc:
+            except RunSetupError as exc:
                 await finish_run(self._db, run_id, "failed", {}, str(exc))
                 await self._notify(f"Training run #{run_id} did not start: {exc}")
             except asyncio.CancelledError:
@@ -113,11 +113,16 @@ class RetrainService:
     async def _train(self, run_id: int) -> None:
         prepared = await prepare_run(self._db, self._settings, run_id)
         await mark_run_running(self._db, run_id, None, str(prepared.run_dir))
-        self._runner = LocalRunner()
+        runner = self._runner = LocalRunner()
+
+        async def on_event(event: dict[str, Any]) -> None:
+            if event.get("event") == "start":
+                await mark_run_running(self._db, run_id, runner.pid, str(prepared.run_dir))
+            if self._on_event is not None:
+                await self._on_event(event)
+
         try:
-            outcome = await self._runner.run(
-                prepared.config_path, prepared.log_path, on_event=self._on_event
-            )
+            outcome = await runner.run(prepared.config_path, prepared.log_path, on_event=on_event)
         finally:
             self._runner = None
         result = outcome.result

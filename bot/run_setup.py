@@ -14,8 +14,35 @@ from storage.messages import load_corpus
 from training.config import DatasetConfig, TrainConfig
 from training.dataset import DatasetBuild, build_dataset, write_jsonl
 
+TRAIN_OVERRIDES: dict[str, str] = {
+    "train_learning_rate": "learning_rate",
+    "train_lr_scheduler_type": "lr_scheduler_type",
+    "train_warmup_ratio": "warmup_ratio",
+    "train_epochs": "num_train_epochs",
+    "train_max_steps": "max_steps",
+    "train_batch_size": "per_device_train_batch_size",
+    "train_eval_batch_size": "per_device_eval_batch_size",
+    "train_grad_accum": "gradient_accumulation_steps",
+    "train_eval_steps": "eval_steps",
+    "train_logging_steps": "logging_steps",
+    "train_early_stopping_patience": "early_stopping_patience",
+    "train_early_stopping_threshold": "early_stopping_threshold",
+    "train_lora_r": "lora_r",
+    "train_lora_alpha": "lora_alpha",
+    "train_lora_dropout": "lora_dropout",
+    "train_target_modules": "target_modules",
+    "train_max_length": "max_length",
+    "train_quantization": "quantization",
+    "train_seed": "seed",
+}
+"""Settings (TRAIN_* in the environment, flags of `tgclone train`) → TrainConfig fields."""
 
-class NotEnoughDataError(Exception):
+
+class RunSetupError(Exception):
+    """A run cannot start as configured; the message says what to change."""
+
+
+class NotEnoughDataError(RunSetupError):
     """The corpus cannot make a train and an eval set yet; the message says what to do."""
 
 
@@ -46,20 +73,21 @@ def train_config(settings: Settings, run_dir: Path, build: DatasetBuild) -> Trai
         dataset_fingerprint=build.fingerprint,
         dataset_size=len(build.train) + len(build.eval),
     )
-    overrides: dict[str, Any] = {
-        "learning_rate": settings.train_learning_rate,
-        "num_train_epochs": settings.train_epochs,
-        "max_steps": settings.train_max_steps,
-        "per_device_train_batch_size": settings.train_batch_size,
-        "per_device_eval_batch_size": settings.train_batch_size,
-        "gradient_accumulation_steps": settings.train_grad_accum,
-        "eval_steps": settings.train_eval_steps,
-        "lora_r": settings.train_lora_r,
-        "max_length": settings.train_max_length,
-        "quantization": settings.train_quantization,
-    }
-    config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
-    config.validate()
+    overrides: dict[str, Any] = {}
+    for setting, field in TRAIN_OVERRIDES.items():
+        value = getattr(settings, setting)
+        if value is not None:
+            overrides[field] = value
+    if "target_modules" in overrides:
+        modules = str(overrides["target_modules"]).split(",")
+        overrides["target_modules"] = tuple(m.strip() for m in modules if m.strip())
+    if settings.train_batch_size is not None and settings.train_eval_batch_size is None:
+        overrides["per_device_eval_batch_size"] = settings.train_batch_size
+    try:
+        config = replace(config, **overrides)
+        config.validate()
+    except ValueError as exc:
+        raise RunSetupError(f"The training settings do not fit together: {exc}") from exc
     return config
 
 

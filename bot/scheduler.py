@@ -9,13 +9,52 @@ from bot.const import RETRAIN_CRON_JOB_ID
 from bot.retrain import RetrainService
 from bot.settings import Settings, SettingsError
 
+DAY_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+
+
+def crontab_weekdays(field: str) -> str:
+    """A crontab day-of-week field (0 or 7 = Sunday) spelled with day names.
+
+    APScheduler 3 counts weekdays from Monday = 0, so `from_crontab("0 4 * * 0")` would fire
+    on Mondays; names mean the same in both.
+    """
+    parts = []
+    for part in field.split(","):
+        if part == "*" or any(c.isalpha() for c in part):
+            parts.append(part)
+            continue
+        span, _, step_text = part.partition("/")
+        step = int(step_text) if step_text else 1
+        if span == "*":
+            first, last = 0, 6
+        else:
+            first_text, _, last_text = span.partition("-")
+            first = int(first_text)
+            last = int(last_text) if last_text else (6 if step_text else first)
+        if not (0 <= first <= 7 and 0 <= last <= 7 and first <= last and step >= 1):
+            raise ValueError(f"bad day-of-week {part!r}")
+        parts.extend(DAY_NAMES[day % 7] for day in range(first, last + 1, step))
+    return ",".join(dict.fromkeys(parts))
+
 
 def parse_cron(settings: Settings) -> CronTrigger | None:
     """The RETRAIN_CRON trigger, or None when no schedule is set."""
-    if not settings.retrain_cron.strip():
+    line = settings.retrain_cron.strip()
+    if not line:
         return None
     try:
-        return CronTrigger.from_crontab(settings.retrain_cron, timezone=settings.timezone)
+        fields = line.split()
+        if len(fields) != 5:
+            raise ValueError(f"expected 5 fields, got {len(fields)}")
+        minute, hour, day, month, weekday = fields
+        return CronTrigger(
+            minute=minute,
+            hour=hour,
+            day=day,
+            month=month,
+            day_of_week=crontab_weekdays(weekday),
+            timezone=settings.timezone,
+        )
     except ValueError as exc:
         raise SettingsError(
             f"RETRAIN_CRON={settings.retrain_cron!r} is not a crontab line ({exc}); "

@@ -39,16 +39,28 @@ class Settings(BaseSettings):
     )
     session_gap_minutes: float = Field(30.0, gt=0)
     history_turns: int = Field(12, ge=0, description="Turns of chat history sent to the clone.")
-    # Training overrides; None keeps the recipe default of training/config.py.
-    train_learning_rate: float | None = None
-    train_epochs: float | None = None
+    # Training overrides (TRAIN_*); None keeps the recipe default of training/config.py.
+    train_learning_rate: float | None = Field(None, gt=0)
+    train_lr_scheduler_type: str | None = None
+    train_warmup_ratio: float | None = Field(None, ge=0, lt=1)
+    train_epochs: float | None = Field(None, gt=0)
     train_max_steps: int | None = None
-    train_batch_size: int | None = None
-    train_grad_accum: int | None = None
-    train_eval_steps: int | None = None
-    train_lora_r: int | None = None
-    train_max_length: int | None = None
+    train_batch_size: int | None = Field(None, ge=1)
+    train_eval_batch_size: int | None = Field(None, ge=1)
+    train_grad_accum: int | None = Field(None, ge=1)
+    train_eval_steps: int | None = Field(None, ge=1)
+    train_logging_steps: int | None = Field(None, ge=1)
+    train_early_stopping_patience: int | None = Field(None, ge=1)
+    train_early_stopping_threshold: float | None = Field(None, ge=0)
+    train_lora_r: int | None = Field(None, ge=1)
+    train_lora_alpha: int | None = Field(None, ge=1)
+    train_lora_dropout: float | None = Field(None, ge=0, lt=1)
+    train_target_modules: str | None = Field(
+        None, description="Comma-separated module names, or 'all-linear'."
+    )
+    train_max_length: int | None = Field(None, ge=16)
     train_quantization: Literal["auto", "4bit", "none"] | None = None
+    train_seed: int | None = None
     # Serving: None keeps what clone.json says.
     generation_do_sample: bool | None = None
     generation_max_new_tokens: int | None = None

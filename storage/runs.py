@@ -27,7 +27,7 @@ INSERT_RUN = """
 
 MARK_RUN_RUNNING = """
     UPDATE training_runs
-    SET status = 'running', started_at = ?, pid = ?, run_dir = ?
+    SET status = 'running', started_at = COALESCE(started_at, ?), pid = ?, run_dir = ?
     WHERE run_id = ?
 """
 
@@ -105,7 +105,7 @@ async def create_run(db: Database, trigger: str) -> int:
 
 
 async def mark_run_running(db: Database, run_id: int, pid: int | None, run_dir: str) -> None:
-    """Record that a run started, in which process and directory."""
+    """Record that a run started, in which process and directory (again once the pid is known)."""
     async with db.transaction() as conn:
         await _update_one(conn, MARK_RUN_RUNNING, (now_unix(), pid, run_dir, run_id), run_id)
 

@@ -303,10 +303,6 @@ class TrainConfig:
                 f"eval_steps ({self.eval_steps}) exceeds max_steps ({self.max_steps}): no "
                 "evaluation would run; lower eval_steps"
             )
-        if self.max_steps > 0 and self.logging_steps > self.max_steps:
-            problems.append(
-                f"logging_steps ({self.logging_steps}) exceeds max_steps ({self.max_steps})"
-            )
         if self.dataset_size > 0 and not self.dataset_fingerprint:
             problems.append("dataset_size is set without dataset_fingerprint; pass both")
         return problems

@@ -274,7 +274,10 @@ def build_trainer(
         r=config.lora_r,
         lora_alpha=config.lora_alpha,
         lora_dropout=config.lora_dropout,
-        target_modules=list(config.target_modules),
+        # PEFT treats the string "all-linear" as "every linear layer but the output head".
+        target_modules=(
+            "all-linear" if config.target_modules == ("all-linear",) else list(config.target_modules)
+        ),
         bias="none",
         task_type="CAUSAL_LM",
     )

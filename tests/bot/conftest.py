@@ -64,6 +64,12 @@ async def running_clone(settings: Settings) -> AsyncIterator[Application]:  # ty
         await app.post_shutdown(app)
 
 
+@pytest.fixture(autouse=True)
+def _no_local_env_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run from an empty folder, so a developer's own .env never leaks into a test."""
+    monkeypatch.chdir(tmp_path)
+
+
 @pytest.fixture
 def settings(fake_telegram: FakeTelegramServer, tmp_path: Path) -> Settings:
     return bot_settings(fake_telegram, tmp_path / "data")

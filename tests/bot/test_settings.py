@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -31,9 +32,41 @@ def test_bad_cron_names_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
         parse_cron(load_settings())
 
 
-def test_cron_parses(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("RETRAIN_CRON", "0 4 * * 0")
-    assert parse_cron(load_settings()) is not None
+@pytest.mark.parametrize(
+    ("line", "days"),
+    [
+        ("0 4 * * 0", {"Sunday"}),
+        ("0 4 * * 7", {"Sunday"}),
+        ("0 4 * * 1-5", {"Monday", "Tuesday", "Wednesday", "Thursday", "Friday"}),
+        ("0 4 * * 0-2", {"Sunday", "Monday", "Tuesday"}),
+        ("0 4 * * */3", {"Sunday", "Wednesday", "Saturday"}),
+        ("0 4 * * sat,sun", {"Saturday", "Sunday"}),
+        (
+            "0 4 * * *",
+            {"Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"},
+        ),
+    ],
+)
+def test_cron_days_mean_what_crontab_means(
+    line: str, days: set[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RETRAIN_CRON", line)
+    trigger = parse_cron(load_settings())
+    assert trigger is not None
+    fired: set[str] = set()
+    when = datetime(2026, 11, 23, tzinfo=UTC)  # a Monday
+    for _ in range(14):
+        fire = trigger.get_next_fire_time(None, when)
+        assert fire is not None and fire.hour == 4
+        fired.add(fire.strftime("%A"))
+        when = fire + timedelta(minutes=1)
+    assert fired == days
+
+
+def test_cron_with_wrong_field_count_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RETRAIN_CRON", "0 4 * *")
+    with pytest.raises(SettingsError, match="5 fields"):
+        parse_cron(load_settings())
 
 
 def test_bot_without_token_exits_with_what_to_set(tmp_path: Path) -> None:

@@ -1,0 +1,71 @@
+"""Adapters for serving tests, and what an adapter answers computed without tgclone's engine."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from training.chat_format import CloneSpec, save_clone_spec
+from training.config import GenerationSettings
+
+ATTENTION = ["q_proj", "k_proj", "v_proj", "o_proj"]
+
+
+def make_adapter(base_dir: Path, out_dir: Path, *, seed: int, system_prompt: str) -> Path:
+    """A random (non-identity) LoRA adapter of `base_dir` with its clone.json, no training."""
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
+    config = LoraConfig(r=4, lora_alpha=16, target_modules=ATTENTION, init_lora_weights=False)
+    peft_model = get_peft_model(model, config)
+    peft_model.save_pretrained(out_dir)
+    tokenizer = AutoTokenizer.from_pretrained(base_dir)
+    tokenizer.save_pretrained(out_dir)
+    save_clone_spec(
+        out_dir,
+        CloneSpec(
+            base_model=str(base_dir),
+            system_prompt=system_prompt,
+            chat_template=str(tokenizer.chat_template),
+            generation=GenerationSettings(do_sample=False, max_new_tokens=10),
+            metrics={"eval_loss": 1.0},
+            dataset_size=1,
+            dataset_fingerprint=f"seed-{seed}",
+            created_at=datetime.now(UTC).isoformat(),
+        ),
+    )
+    return out_dir
+
+
+def greedy_reply(adapter_dir: Path, question: str, max_new_tokens: int) -> str:
+    """What the saved adapter answers greedily, read straight from its files."""
+    from peft import PeftModel
+
+    spec = json.loads((adapter_dir / "clone.json").read_text("utf-8"))
+    tokenizer = AutoTokenizer.from_pretrained(adapter_dir)
+    base = AutoModelForCausalLM.from_pretrained(spec["base_model"], dtype=torch.float32)
+    model = PeftModel.from_pretrained(base, adapter_dir).eval()
+    messages = [
+        {"role": "system", "content": spec["system_prompt"]},
+        {"role": "user", "content": question},
+    ]
+    prompt = tokenizer.apply_chat_template(
+        messages, chat_template=spec["chat_template"], add_generation_prompt=True, tokenize=False
+    )
+    inputs = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
+    with torch.inference_mode():
+        out = model.generate(
+            **inputs,
+            do_sample=False,
+            max_new_tokens=max_new_tokens,
+            repetition_penalty=spec["generation"]["repetition_penalty"],
+            eos_token_id=tokenizer.convert_tokens_to_ids(["<|im_end|>", "<|endoftext|>"]),
+            pad_token_id=tokenizer.convert_tokens_to_ids("<|endoftext|>"),
+        )
+    text = tokenizer.decode(out[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+    return text.strip() or "…"

@@ -1,0 +1,92 @@
+"""Training runs as the bot starts them: recorded, one at a time, never harming what serves."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from bot.retrain import RetrainService, RunAlreadyActiveError
+from bot.scheduler import build_scheduler
+from bot.settings import Settings
+from storage.db import Database
+from storage.importer import import_export
+from storage.runs import add_adapter, create_run, current_adapter, latest_run
+from tests.export_factory import write_full_export
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[Database]:
+    database = await Database.open(tmp_path / "data" / "tgclone.sqlite3")
+    yield database
+    await database.close()
+
+
+def _settings(tmp_path: Path, **values: object) -> Settings:
+    return Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        data_dir=tmp_path / "data",
+        train_max_steps=2,
+        train_eval_steps=1,
+        **values,
+    )
+
+
+class Inbox:
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+
+    async def __call__(self, text: str) -> None:
+        self.texts.append(text)
+
+
+async def test_empty_corpus_fails_with_advice(db: Database, tmp_path: Path) -> None:
+    inbox = Inbox()
+    run = await RetrainService(_settings(tmp_path), db, None, inbox).run("command")
+    assert run is not None and run.status == "failed"
+    assert run.error is not None and "Not enough conversations" in run.error
+    assert "export" in inbox.texts[-1]
+
+
+async def test_failed_training_keeps_the_serving_adapter(db: Database, tmp_path: Path) -> None:
+    await import_export(db, write_full_export(tmp_path / "result.json", conversations=6))
+    serving_run = await create_run(db, "cli")
+    await add_adapter(db, serving_run, str(tmp_path / "serving"), {"eval_loss": 2.0}, True)
+    settings = _settings(
+        tmp_path, base_model=str(tmp_path / "no-such-model"), train_logging_steps=1
+    )
+    inbox = Inbox()
+    run = await RetrainService(settings, db, None, inbox).run("command")
+    assert run is not None and run.status == "failed"
+    assert run.error and "no-such-model" in run.error
+    adapter = await current_adapter(db)
+    assert adapter is not None and adapter.path == str(tmp_path / "serving")
+    assert "failed" in inbox.texts[-1] and "keeps its current adapter" in inbox.texts[-1]
+    assert run.run_dir is not None and (Path(run.run_dir) / "train.log").exists()
+
+
+async def test_active_run_blocks_a_second_one(db: Database, tmp_path: Path) -> None:
+    await create_run(db, "schedule")
+    service = RetrainService(_settings(tmp_path), db, None, Inbox())
+    with pytest.raises(RunAlreadyActiveError):
+        await service.ensure_idle()
+
+
+async def test_cron_schedules_the_retrain_job(db: Database, tmp_path: Path) -> None:
+    settings = _settings(tmp_path, retrain_cron="0 4 * * 0", timezone="Europe/Moscow")
+    service = RetrainService(settings, db, None, Inbox())
+    scheduler = build_scheduler(settings, service)
+    scheduler.start(paused=True)
+    try:
+        job = scheduler.get_job("retrain-cron")
+        assert job is not None and job.args == ("schedule",)
+        wednesday = datetime(2026, 11, 25, 12, 0, tzinfo=ZoneInfo("Europe/Moscow"))
+        fire = job.trigger.get_next_fire_time(None, wednesday)
+        assert fire == datetime(2026, 11, 29, 4, 0, tzinfo=ZoneInfo("Europe/Moscow"))
+        assert fire.strftime("%A") == "Sunday"
+    finally:
+        scheduler.shutdown(wait=False)
+    assert await latest_run(db) is None
