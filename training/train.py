@@ -61,6 +61,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _peft_targets(modules: tuple[str, ...]) -> str | list[str]:
+    """PEFT reads the string "all-linear" as every linear layer but the output head."""
+    return "all-linear" if modules == ("all-linear",) else list(modules)
+
+
 def _is_optional_str(hint: Any) -> bool:
     return isinstance(hint, types.UnionType) and set(typing.get_args(hint)) == {str, type(None)}
 
@@ -274,10 +279,7 @@ def build_trainer(
         r=config.lora_r,
         lora_alpha=config.lora_alpha,
         lora_dropout=config.lora_dropout,
-        # PEFT treats the string "all-linear" as "every linear layer but the output head".
-        target_modules=(
-            "all-linear" if config.target_modules == ("all-linear",) else list(config.target_modules)
-        ),
+        target_modules=_peft_targets(config.target_modules),
         bias="none",
         task_type="CAUSAL_LM",
     )

@@ -170,3 +170,16 @@ async def test_cancel_stops_the_child(tmp_path: Path, tiny_model_dir: Path) -> N
     outcome = await asyncio.wait_for(task, timeout=60)
     assert outcome.returncode != 0 and outcome.error == "cancelled"
     assert not outcome.succeeded and outcome.result is None
+
+
+def test_all_linear_targets_reach_the_mlp(tiny_model_dir: Path) -> None:
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from training.train import _peft_targets
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    lora = get_peft_model(model, LoraConfig(r=2, target_modules=_peft_targets(("all-linear",))))
+    targets = {n.split(".")[-2] for n, _ in lora.named_modules() if n.endswith("lora_A")}
+    assert {"q_proj", "o_proj", "gate_proj", "down_proj"} <= targets
+    assert "lm_head" not in targets
