@@ -18,7 +18,9 @@ CLOUD_FILE_BASE_URL = "https://api.telegram.org/file/bot"
 class Settings(BaseSettings):
     """Everything a deployment chooses. Read once by the CLI and passed down."""
 
-    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", env_ignore_empty=True
+    )
 
     telegram_bot_token: str = Field("", description="Bot token from @BotFather.")
     owner_id: int = Field(0, description="The owner's Telegram user id.")

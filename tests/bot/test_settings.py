@@ -97,3 +97,18 @@ def test_bot_without_owner_exits(tmp_path: Path) -> None:
     )
     assert done.returncode == 2
     assert "OWNER_ID" in done.stderr and "TELEGRAM_BOT_TOKEN" not in done.stderr
+
+
+def test_fresh_env_file_from_the_example_names_what_to_set(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text((ROOT / ".env.example").read_text("utf-8"), "utf-8")
+    done = subprocess.run(
+        [sys.executable, "-m", "bot"],
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "TELEGRAM_BOT_TOKEN" in done.stderr and "OWNER_ID" in done.stderr
+    assert "Traceback" not in done.stderr
