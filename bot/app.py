@@ -11,6 +11,9 @@ from telegram.error import TelegramError
 from telegram.ext import (
     Application,
     ApplicationBuilder,
+    BusinessConnectionHandler,
+    BusinessMessagesDeletedHandler,
+    CallbackQueryHandler,
     CommandHandler,
     ContextTypes,
     MessageHandler,
@@ -18,12 +21,35 @@ from telegram.ext import (
     filters,
 )
 
-from bot.const import CMD_HELP, CMD_RETRAIN, CMD_START, CMD_STATS
+from bot.const import (
+    CMD_COLLECT,
+    CMD_FORGET,
+    CMD_HELP,
+    CMD_PAUSE,
+    CMD_RESUME,
+    CMD_RETRAIN,
+    CMD_START,
+    CMD_STATS,
+    FORGET_CALLBACK_PREFIX,
+)
 from bot.context import CloneContext, set_services
 from bot.engine import CloneEngine, GenerationOverrides
 from bot.handlers.access import gate
 from bot.handlers.admin import retrain, stats
 from bot.handlers.chat import reply_as_clone
+from bot.handlers.collect import (
+    collect_group_message,
+    on_business_connection,
+    on_business_deleted,
+    on_business_message,
+)
+from bot.handlers.collection_controls import (
+    collect,
+    forget_command,
+    forget_confirmed,
+    pause,
+    resume,
+)
 from bot.handlers.errors import on_error
 from bot.handlers.start import start
 from bot.handlers.upload import import_upload
@@ -44,6 +70,9 @@ OWNER_COMMANDS = [
     *PUBLIC_COMMANDS,
     BotCommand(CMD_RETRAIN, "Train a new adapter now"),
     BotCommand(CMD_STATS, "Data and training figures"),
+    BotCommand(CMD_PAUSE, "Pause live collection"),
+    BotCommand(CMD_RESUME, "Resume live collection"),
+    BotCommand(CMD_FORGET, "Delete collected messages (all or one chat)"),
 ]
 
 AnyApplication = Application[Any, Any, Any, Any, Any, Any]
@@ -64,15 +93,39 @@ def build_application(settings: Settings) -> AnyApplication:
         .post_shutdown(_post_shutdown)
         .build()
     )
+    new_message = filters.UpdateType.MESSAGE
+    # Group -2: live collection. Business updates end here; group messages go on.
+    application.add_handler(BusinessConnectionHandler(on_business_connection), group=-2)
+    application.add_handler(
+        MessageHandler(filters.UpdateType.BUSINESS_MESSAGES, on_business_message), group=-2
+    )
+    application.add_handler(BusinessMessagesDeletedHandler(on_business_deleted), group=-2)
+    application.add_handler(
+        MessageHandler(
+            filters.ChatType.GROUPS & (filters.UpdateType.MESSAGE | filters.UpdateType.EDITED),
+            collect_group_message,
+        ),
+        group=-2,
+    )
     # Group -1: the access gate stops everything it does not allow.
     application.add_handler(TypeHandler(Update, gate), group=-1)
-    # Group 0: commands, then uploads, then talk with the clone.
+    # Group 0: commands, buttons, uploads, then talk with the clone.
     application.add_handler(CommandHandler([CMD_START, CMD_HELP], start))
     application.add_handler(CommandHandler(CMD_RETRAIN, retrain))
     application.add_handler(CommandHandler(CMD_STATS, stats))
-    application.add_handler(MessageHandler(filters.Document.ALL, import_upload))
+    application.add_handler(CommandHandler(CMD_COLLECT, collect))
+    application.add_handler(CommandHandler(CMD_PAUSE, pause))
+    application.add_handler(CommandHandler(CMD_RESUME, resume))
+    application.add_handler(CommandHandler(CMD_FORGET, forget_command))
     application.add_handler(
-        MessageHandler(filters.TEXT & ~filters.COMMAND & filters.ChatType.PRIVATE, reply_as_clone)
+        CallbackQueryHandler(forget_confirmed, pattern=f"^{FORGET_CALLBACK_PREFIX}")
+    )
+    application.add_handler(MessageHandler(filters.Document.ALL & new_message, import_upload))
+    application.add_handler(
+        MessageHandler(
+            filters.TEXT & ~filters.COMMAND & filters.ChatType.PRIVATE & new_message,
+            reply_as_clone,
+        )
     )
     application.add_error_handler(on_error)
     return application

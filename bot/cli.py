@@ -38,9 +38,12 @@ def run_bot(settings: Settings) -> int:
             file=sys.stderr,
         )
         return 2
+    from telegram import Update
+
     from bot.app import build_application
 
-    build_application(settings).run_polling(drop_pending_updates=False)
+    # Every type: Business and edited messages are not all in Telegram's default set.
+    build_application(settings).run_polling(allowed_updates=Update.ALL_TYPES)
     return 0
 
 

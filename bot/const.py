@@ -6,8 +6,14 @@ CMD_START = "start"
 CMD_HELP = "help"
 CMD_RETRAIN = "retrain"
 CMD_STATS = "stats"
+CMD_COLLECT = "collect"
+CMD_PAUSE = "pause"
+CMD_RESUME = "resume"
+CMD_FORGET = "forget"
 
-OWNER_COMMANDS = frozenset({CMD_RETRAIN, CMD_STATS})
+OWNER_COMMANDS = frozenset(
+    {CMD_RETRAIN, CMD_STATS, CMD_COLLECT, CMD_PAUSE, CMD_RESUME, CMD_FORGET}
+)
 """Commands only the owner may run; the access gate enforces it."""
 
 MAX_MESSAGE_CHARS = 4096
@@ -20,3 +26,5 @@ EXPORT_SUFFIXES = (".json",)
 
 RETRAIN_JOB_ID = "retrain-now"
 RETRAIN_CRON_JOB_ID = "retrain-cron"
+
+FORGET_CALLBACK_PREFIX = "forget:"

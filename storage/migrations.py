@@ -119,7 +119,39 @@ m001_initial = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (m001_initial,)
+m002_live_collection = Migration(
+    version=2,
+    name="m002_live_collection",
+    statements=(
+        # Groups the owner switched collection on for (/collect on|off in the group).
+        """
+        ALTER TABLE chats ADD COLUMN collect INTEGER NOT NULL DEFAULT 0
+        """,
+        """
+        ALTER TABLE messages ADD COLUMN edited_at INTEGER
+        """,
+        """
+        CREATE TABLE business_connections (
+            connection_id TEXT PRIMARY KEY,
+            user_id       INTEGER NOT NULL,
+            user_chat_id  INTEGER NOT NULL,
+            can_reply     INTEGER NOT NULL DEFAULT 0,
+            is_enabled    INTEGER NOT NULL,
+            updated_at    INTEGER NOT NULL
+        )
+        """,
+        # Owner switches that outlive a restart (collection paused, ...): one row each.
+        """
+        CREATE TABLE bot_flags (
+            name       TEXT PRIMARY KEY,
+            value      INTEGER NOT NULL,
+            updated_at INTEGER NOT NULL
+        )
+        """,
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (m001_initial, m002_live_collection)
 
 CREATE_SCHEMA_VERSION = """
     CREATE TABLE IF NOT EXISTS schema_version (

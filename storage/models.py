@@ -104,3 +104,13 @@ class CloneTurn:
     role: CloneRole
     text: str
     date: datetime
+
+
+@dataclass(frozen=True)
+class ImportProgress:
+    """How far an import has read: reported every few thousand messages."""
+
+    bytes_read: int
+    bytes_total: int
+    messages: int
+    chats: int

@@ -27,6 +27,8 @@ def _command_name(update: Update) -> str | None:
 
 
 def _is_owner_only(update: Update) -> bool:
+    if update.callback_query is not None:
+        return True  # every button the bot shows belongs to an owner command
     message = update.effective_message
     if message is not None and message.document is not None:
         return True
@@ -44,7 +46,9 @@ async def gate(update: Update, context: CloneContext) -> None:
     message = update.effective_message
     if _is_owner_only(update):
         logger.info("refused owner-only action to user %s", user.id)
-        if message is not None:
+        if update.callback_query is not None:
+            await update.callback_query.answer(REFUSE_OWNER_ONLY, show_alert=True)
+        elif message is not None:
             await message.reply_text(REFUSE_OWNER_ONLY)
         raise ApplicationHandlerStop
     if user.id in settings.allowed_user_ids:

@@ -10,6 +10,7 @@ from bot.const import RETRAIN_JOB_ID
 from bot.context import CloneContext
 from bot.retrain import RunAlreadyActiveError, describe_metrics
 from bot.run_setup import build_corpus_dataset
+from storage.collection import collection_paused
 from storage.messages import corpus_counts
 from storage.runs import current_adapter, latest_run
 
@@ -60,6 +61,8 @@ async def stats(update: Update, context: CloneContext) -> None:
             lines.append(f"  {describe_metrics(run.metrics)}")
         if run.error:
             lines.append(f"  error: {run.error[:300]}")
+    paused = await collection_paused(services.db)
+    lines.append(f"Live collection: {'paused (/resume)' if paused else 'on'}")
     adapter = await current_adapter(services.db)
     lines.append("Serving adapter: " + (f"from run #{adapter.run_id}" if adapter else "none"))
     await message.reply_text("\n".join(lines))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -73,3 +74,23 @@ def _no_local_env_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def settings(fake_telegram: FakeTelegramServer, tmp_path: Path) -> Settings:
     return bot_settings(fake_telegram, tmp_path / "data")
+
+
+async def settle(app: Application, server: FakeTelegramServer) -> None:  # type: ignore[type-arg]
+    """Wait until every pushed update was fetched and fully handled (the bot is idle).
+
+    An update leaves the queue a moment before its task takes a processing slot, so idle must
+    hold over several looks in a row.
+    """
+    await server.wait_until(lambda: not server.pending_updates())
+
+    def idle() -> bool:
+        return app.update_queue.empty() and app.update_processor.current_concurrent_updates == 0
+
+    quiet = 0
+    for _ in range(1000):
+        quiet = quiet + 1 if idle() else 0
+        if quiet >= 5:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the bot did not become idle")

@@ -153,6 +153,69 @@ def callback_query_update(
     return {"callback_query": query}
 
 
+def business_connection(
+    connection_id: str,
+    owner: JSONDict,
+    *,
+    enabled: bool = True,
+    can_reply: bool = True,
+    date: int | None = None,
+) -> JSONDict:
+    """A ``BusinessConnection`` of ``owner``'s account to the bot."""
+    return {
+        "id": connection_id,
+        "user": owner,
+        "user_chat_id": owner["id"],
+        "date": int(time.time()) if date is None else date,
+        "is_enabled": enabled,
+        "rights": {"can_reply": can_reply, "can_read_messages": True},
+    }
+
+
+def business_message_update(
+    connection_id: str,
+    chat: JSONDict,
+    from_user: JSONDict,
+    text: str,
+    message_id: int,
+    *,
+    date: int | None = None,
+    edited: bool = False,
+    sender_business_bot: JSONDict | None = None,
+) -> JSONDict:
+    """A ``business_message`` (or ``edited_business_message``) in one of the owner's chats."""
+    extra: JSONDict = {"business_connection_id": connection_id}
+    if sender_business_bot is not None:
+        extra["sender_business_bot"] = sender_business_bot
+    if edited:
+        extra["edit_date"] = int(time.time())
+    msg = message(chat, from_user, text=text, message_id=message_id, date=date, **extra)
+    return {"edited_business_message" if edited else "business_message": msg}
+
+
+def deleted_business_messages_update(
+    connection_id: str, chat: JSONDict, message_ids: list[int]
+) -> JSONDict:
+    """Messages deleted in one of the owner's Business chats."""
+    return {
+        "deleted_business_messages": {
+            "business_connection_id": connection_id,
+            "chat": chat,
+            "message_ids": message_ids,
+        }
+    }
+
+
+def edited_message_update(
+    chat: JSONDict, from_user: JSONDict, text: str, message_id: int, date: int | None = None
+) -> JSONDict:
+    """An ``edited_message`` update: ``message_id`` is the message that changed."""
+    msg = message(
+        chat, from_user, text=text, message_id=message_id, date=date, edit_date=int(time.time())
+    )
+    return {"edited_message": msg}
+
+
 def _utf16_len(text: str) -> int:
     """Entity offsets and lengths count UTF-16 code units, not code points."""
     return len(text.encode("utf-16-le")) // 2

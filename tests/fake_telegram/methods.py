@@ -162,6 +162,15 @@ def send_photo(state: BotState, params: JSONDict) -> JSONDict:
     return state.new_message(chat, fields)
 
 
+def get_business_connection(state: BotState, params: JSONDict) -> JSONDict:
+    connection_id = str(_require(params, "business_connection_id"))
+    with state.cond:
+        connection = state.business_connections.get(connection_id)
+    if connection is None:
+        raise bad_request("BUSINESS_CONNECTION_INVALID")
+    return connection
+
+
 def succeed(state: BotState, params: JSONDict) -> bool:
     """Methods whose only effect in the fake is being recorded."""
     return True
@@ -181,6 +190,7 @@ METHODS: dict[str, Method] = {
     "getfile": get_file,
     "senddocument": send_document,
     "sendphoto": send_photo,
+    "getbusinessconnection": get_business_connection,
     "answercallbackquery": succeed,
     "setmessagereaction": succeed,
     "close": succeed,

@@ -164,6 +164,11 @@ class FakeTelegramServer:
         )
         return self.push_update(update)
 
+    def add_business_connection(self, connection: JSONDict) -> None:
+        """Make ``getBusinessConnection`` know ``connection`` (builders.business_connection)."""
+        with self._state.cond:
+            self._state.business_connections[connection["id"]] = connection
+
     def fail_next(
         self,
         method: str,

@@ -72,6 +72,7 @@ class BotState:
     events: list[MessageEvent] = field(default_factory=list)
     chats: dict[ChatId, JSONDict] = field(default_factory=dict)
     files: dict[str, StoredFile] = field(default_factory=dict)
+    business_connections: dict[str, JSONDict] = field(default_factory=dict)
     commands: dict[str, list[JSONDict]] = field(default_factory=dict)
     failures: dict[str, list[ApiError]] = field(default_factory=dict)
     _update_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))

@@ -12,9 +12,12 @@ from storage.migrations import MIGRATIONS, Migration, SchemaTooNewError, schema_
 
 TABLES = {"chats", "messages", "imports", "training_runs", "adapters", "clone_turns"}
 
-m002_test_nickname = Migration(
-    version=2,
-    name="m002_test_nickname",
+NEXT = len(MIGRATIONS) + 1
+ALL_VERSIONS = [m.version for m in MIGRATIONS]
+
+next_test_nickname = Migration(
+    version=NEXT,
+    name=f"m{NEXT:03d}_test_nickname",
     statements=(
         """
         ALTER TABLE chats ADD COLUMN nickname TEXT
@@ -25,9 +28,9 @@ m002_test_nickname = Migration(
     ),
 )
 
-m002_broken = Migration(
-    version=2,
-    name="m002_broken",
+next_broken = Migration(
+    version=NEXT,
+    name=f"m{NEXT:03d}_broken",
     statements=(
         """
         CREATE TABLE half_done (x INTEGER)
@@ -85,7 +88,7 @@ async def test_version_zero_database_is_migrated(tmp_path: Path) -> None:
         conn.execute("INSERT INTO notes VALUES ('kept')")
     db = await Database.open(path)
     try:
-        assert await schema_versions(db.conn) == [1]
+        assert await schema_versions(db.conn) == ALL_VERSIONS
     finally:
         await db.close()
     assert TABLES | {"notes"} <= table_names(path)
@@ -100,14 +103,14 @@ async def test_older_database_gets_only_the_missing_migrations(tmp_path: Path) -
         )
     await db.close()
 
-    db = await Database.open(path, migrations=(*MIGRATIONS, m002_test_nickname))
+    db = await Database.open(path, migrations=(*MIGRATIONS, next_test_nickname))
     try:
-        assert await schema_versions(db.conn) == [1, 2]
+        assert await schema_versions(db.conn) == [*ALL_VERSIONS, NEXT]
         async with db.conn.execute("SELECT title, nickname FROM chats") as cursor:
             assert [tuple(row) for row in await cursor.fetchall()] == [("a", "nick-a")]
         async with db.conn.execute("SELECT name FROM schema_version ORDER BY version") as cur:
             names = [row[0] for row in await cur.fetchall()]
-        assert names == ["m001_initial", "m002_test_nickname"]
+        assert names == [*(m.name for m in MIGRATIONS), next_test_nickname.name]
     finally:
         await db.close()
 
@@ -116,18 +119,18 @@ async def test_failed_migration_leaves_no_trace(tmp_path: Path) -> None:
     path = tmp_path / "tgclone.db"
     await (await Database.open(path)).close()
     with pytest.raises(sqlite3.OperationalError):
-        await Database.open(path, migrations=(*MIGRATIONS, m002_broken))
+        await Database.open(path, migrations=(*MIGRATIONS, next_broken))
     assert "half_done" not in table_names(path)
     db = await Database.open(path)
     try:
-        assert await schema_versions(db.conn) == [1]
+        assert await schema_versions(db.conn) == ALL_VERSIONS
     finally:
         await db.close()
 
 
 async def test_database_from_a_newer_version_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "tgclone.db"
-    await (await Database.open(path, migrations=(*MIGRATIONS, m002_test_nickname))).close()
+    await (await Database.open(path, migrations=(*MIGRATIONS, next_test_nickname))).close()
     with pytest.raises(SchemaTooNewError, match="newer version"):
         await Database.open(path)
 
@@ -135,3 +138,28 @@ async def test_database_from_a_newer_version_is_refused(tmp_path: Path) -> None:
 def test_migrations_are_numbered_in_order() -> None:
     assert [m.version for m in MIGRATIONS] == list(range(1, len(MIGRATIONS) + 1))
     assert all(m.name.startswith(f"m{m.version:03d}_") for m in MIGRATIONS)
+
+
+async def test_m001_database_with_data_upgrades_to_live_collection(tmp_path: Path) -> None:
+    path = tmp_path / "tgclone.db"
+    db = await Database.open(path, migrations=MIGRATIONS[:1])
+    async with db.transaction() as conn:
+        await conn.execute(
+            "INSERT INTO chats (chat_id, title, chat_type, first_seen) VALUES (-5, 'g', 'x', 0)"
+        )
+        await conn.execute(
+            """
+            INSERT INTO messages (chat_id, message_id, is_owner, date_utc, text, kind, source)
+            VALUES (-5, 1, 1, 0, 'hi', 'text', 'export')
+            """
+        )
+    await db.close()
+    db = await Database.open(path)
+    try:
+        assert await schema_versions(db.conn) == ALL_VERSIONS
+        async with db.conn.execute("SELECT collect FROM chats") as cursor:
+            assert [tuple(r) for r in await cursor.fetchall()] == [(0,)]
+        async with db.conn.execute("SELECT text, edited_at FROM messages") as cursor:
+            assert [tuple(r) for r in await cursor.fetchall()] == [("hi", None)]
+    finally:
+        await db.close()
