@@ -133,3 +133,85 @@ class NoOwnerMessagesError(ExportError):
             "Nothing was imported. Check the owner id (`--owner-id`), or export a chat "
             "in which you wrote."
         )
+
+
+# --- archives and HTML exports (storage/export_archive.py, storage/export_html.py) ----------
+
+ARCHIVE_FIX = (
+    "Nothing was imported. Zip the folder Telegram Desktop exported again (a plain zip, "
+    "no password) and send that, or send result.json itself"
+)
+
+
+class DamagedArchiveError(ExportError):
+    """A .zip that cannot be read: cut short, corrupted, or in a compression zipfile lacks."""
+
+    def __init__(self, file_name: str) -> None:
+        super().__init__(
+            f"The archive {file_name} is damaged (often an upload cut short) or packed in a "
+            f"way I can't read, so it cannot be opened. {ARCHIVE_FIX}."
+        )
+
+
+class UnsafeArchiveError(ExportError):
+    """A .zip with a member whose path is absolute or climbs out with '..'."""
+
+    def __init__(self, file_name: str) -> None:
+        super().__init__(
+            f"The archive {file_name} contains a file with an unsafe path (absolute, or going "
+            f"up with '..'), which Telegram Desktop never writes. {ARCHIVE_FIX}."
+        )
+
+
+class EncryptedArchiveError(ExportError):
+    """A password-protected .zip."""
+
+    def __init__(self, file_name: str) -> None:
+        super().__init__(
+            f"The archive {file_name} is password-protected, so I can't read it. {ARCHIVE_FIX}."
+        )
+
+
+class ArchiveTooLargeError(ExportError):
+    """A zip bomb, or an archive far larger than any export: ``problem`` says which limit."""
+
+    def __init__(self, file_name: str, problem: str) -> None:
+        super().__init__(f"The archive {file_name} {problem}, so I stopped. {ARCHIVE_FIX}.")
+
+
+class HtmlOwnerUnknownError(ExportError):
+    """An HTML export imported without the owner's display name (HTML has no user ids)."""
+
+    def __init__(self, file_name: str) -> None:
+        super().__init__(
+            f"{file_name} is an HTML export: it has names but no user ids, so I can't tell "
+            "which messages are yours. Re-export as JSON (Telegram Desktop → Settings → "
+            "Advanced → Export Telegram data → Format: Machine-readable JSON), or import it "
+            'from the command line with `tgclone import PATH --owner-name "Your Name"`.'
+        )
+
+
+class HtmlOwnerNotFoundError(ExportError):
+    """An HTML export in which no message is signed with the owner's display name."""
+
+    def __init__(
+        self, file_name: str, owner_name: str, messages: int, top_names: list[str]
+    ) -> None:
+        names = ", ".join(f'"{name}"' for name in top_names) or "none"
+        super().__init__(
+            f'None of the {messages} messages in {file_name} are signed "{owner_name}", so '
+            "there is nothing of yours to learn from. Nothing was imported. Give your name "
+            f"exactly as the export shows it (`--owner-name`); the most frequent names are: "
+            f"{names}."
+        )
+
+
+class NotHtmlExportError(ExportError):
+    """A page that is not a Telegram Desktop chat export (no chat header, no messages)."""
+
+    def __init__(self, file_name: str) -> None:
+        super().__init__(
+            f"The file {file_name} is not a Telegram Desktop chat page (it has no messages). "
+            "Send the chat's messages.html, or zip the whole exported folder and send the "
+            f".zip. {EXPORT_HOWTO}."
+        )
