@@ -47,9 +47,12 @@ def run_bot(settings: Settings) -> int:
     return 0
 
 
-def import_file(settings: Settings, path: Path, owner_id: int | None) -> int:
-    """Import a Telegram Desktop JSON export into the database and print the counts."""
+def import_file(
+    settings: Settings, path: Path, owner_id: int | None, owner_name: str | None
+) -> int:
+    """Import a Telegram Desktop export (result.json, a .zip of the folder, or HTML)."""
     from bot.import_report import format_import_report
+    from bot.progress import TerminalProgress
     from storage.db import Database
     from storage.errors import ExportError
     from storage.importer import import_export
@@ -60,15 +63,24 @@ def import_file(settings: Settings, path: Path, owner_id: int | None) -> int:
 
     async def go() -> int:
         db = await Database.open(settings.database_path)
+        progress = TerminalProgress()
         try:
             report = await import_export(
-                db, path, owner_id=owner_id or settings.owner_id or None, file_name=path.name
+                db,
+                path,
+                owner_id=owner_id or settings.owner_id or None,
+                owner_name=owner_name,
+                file_name=path.name,
+                local_tz=settings.zone,
+                progress=progress,
             )
         except ExportError as exc:
+            progress.close()
             print(f"error: nothing was imported. {exc}", file=sys.stderr)
             return 1
         finally:
             await db.close()
+        progress.close()
         print(format_import_report(report))
         return 0
 
@@ -133,6 +145,7 @@ def _parser() -> argparse.ArgumentParser:
     imp = sub.add_parser("import", help=import_file.__doc__)
     imp.add_argument("path", type=Path)
     imp.add_argument("--owner-id", type=int, help="your Telegram user id (single-chat exports)")
+    imp.add_argument("--owner-name", help="your name as an HTML export shows it")
     dataset = sub.add_parser("dataset", help="training dataset commands")
     dataset_sub = dataset.add_subparsers(dest="dataset_command", required=True)
     build = dataset_sub.add_parser("build", help=dataset_build.__doc__)
@@ -172,7 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "run":
         return run_bot(settings)
     if args.command == "import":
-        return import_file(settings, args.path, args.owner_id)
+        return import_file(settings, args.path, args.owner_id, args.owner_name)
     if args.command == "dataset":
         return dataset_build(settings, args.out or settings.data_dir / "dataset")
     if args.command == "train":

@@ -22,7 +22,7 @@ MAX_MESSAGE_CHARS = 4096
 CLOUD_DOWNLOAD_LIMIT_BYTES = 20 * 1024 * 1024
 """Files a bot may download from the cloud Bot API; a local Bot API server lifts it."""
 
-EXPORT_SUFFIXES = (".json",)
+EXPORT_SUFFIXES = (".json", ".zip", ".html")
 
 RETRAIN_JOB_ID = "retrain-now"
 RETRAIN_CRON_JOB_ID = "retrain-cron"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -83,6 +84,22 @@ class Settings(BaseSettings):
         if isinstance(value, int):
             return frozenset({value})
         return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(
+                f"TIMEZONE {value!r} is not a time zone name; use one like 'Europe/Moscow'"
+            ) from exc
+        return value
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """TIMEZONE as a tzinfo: cron schedules, and exports whose dates have no offset."""
+        return ZoneInfo(self.timezone)
 
     @property
     def session_gap(self) -> timedelta:

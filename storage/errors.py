@@ -1,8 +1,9 @@
 """Errors the owner sees when an export cannot be imported.
 
 Each subclass of :class:`ExportError` carries one specific, user-facing sentence: what is
-wrong with the file and what to do about it. The bot and the CLI show ``str(error)`` as is,
-so the text never contains message content, only counts, ids and file names.
+wrong with the file and what to do about it. The bot and the CLI show it after their own
+"Nothing was imported." (every ExportError leaves the database as it was), so the text never
+says that itself, and never contains message content: only counts, ids, names of files.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ class TruncatedExportError(ExportError):
     def __init__(self, file_name: str) -> None:
         super().__init__(
             f"The file {file_name} ends in the middle of the data: the export or the upload "
-            "was cut short. Nothing was imported. Export again (or re-send the complete file)."
+            "was cut short. Export again (or re-send the complete file)."
         )
 
 
@@ -81,7 +82,7 @@ class DamagedExportError(ExportError):
     def __init__(self, file_name: str) -> None:
         super().__init__(
             f"The file {file_name} starts as JSON but is damaged further on, so it cannot be "
-            "read. Nothing was imported. Send the result.json exactly as Telegram Desktop "
+            "read. Send the result.json exactly as Telegram Desktop "
             "wrote it, without editing it."
         )
 
@@ -118,7 +119,7 @@ class OwnerMismatchError(ExportError):
     def __init__(self, file_name: str, file_owner: int, expected_owner: int) -> None:
         super().__init__(
             f"The file {file_name} is the export of account {file_owner}, not of your account "
-            f"({expected_owner}). Nothing was imported. Export your own account's data and "
+            f"({expected_owner}). Export your own account's data and "
             "send that."
         )
 
@@ -130,7 +131,7 @@ class NoOwnerMessagesError(ExportError):
         super().__init__(
             f"The file {file_name} is a valid export, but none of its {messages} messages "
             f"were sent by user {owner_id}, so there is nothing of yours to learn from. "
-            "Nothing was imported. Check the owner id (`--owner-id`), or export a chat "
+            "Check the owner id (`--owner-id`), or export a chat "
             "in which you wrote."
         )
 
@@ -138,7 +139,7 @@ class NoOwnerMessagesError(ExportError):
 # --- archives and HTML exports (storage/export_archive.py, storage/export_html.py) ----------
 
 ARCHIVE_FIX = (
-    "Nothing was imported. Zip the folder Telegram Desktop exported again (a plain zip, "
+    "Zip the folder Telegram Desktop exported again (a plain zip, "
     "no password) and send that, or send result.json itself"
 )
 
@@ -200,7 +201,7 @@ class HtmlOwnerNotFoundError(ExportError):
         names = ", ".join(f'"{name}"' for name in top_names) or "none"
         super().__init__(
             f'None of the {messages} messages in {file_name} are signed "{owner_name}", so '
-            "there is nothing of yours to learn from. Nothing was imported. Give your name "
+            "there is nothing of yours to learn from. Give your name "
             f"exactly as the export shows it (`--owner-name`); the most frequent names are: "
             f"{names}."
         )

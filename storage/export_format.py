@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime, tzinfo
-from typing import Any
+from typing import Any, cast
 
 from storage.models import MessageKind, MessageRecord
 
@@ -35,6 +35,7 @@ MEDIA_KEYS = ("media_type", "photo", "file")
 HIDDEN_FORWARD = "(hidden)"
 
 SKIP_REASONS = ("service", "media_only", "forwarded", "via_bot", "empty")
+_ABSENT: Any = object()
 
 
 def bot_api_chat_id(export_id: int, chat_type: str) -> int:
@@ -89,7 +90,7 @@ def join_text(value: object) -> str:
 def message_date(raw: dict[str, Any], local_tz: tzinfo = UTC) -> datetime | None:
     """UTC date of a message: ``date_unixtime`` if present, else ``date`` read in ``local_tz``."""
     unix = raw.get("date_unixtime")
-    if isinstance(unix, int | str) and str(unix).lstrip("-").isdigit():
+    if isinstance(unix, int | str) and str(unix).lstrip("-").isdecimal():
         return datetime.fromtimestamp(int(unix), UTC)
     text = raw.get("date")
     if not isinstance(text, str):
@@ -120,60 +121,134 @@ def message_kind(raw: dict[str, Any], text: str) -> MessageKind:
     return "text"
 
 
+MessageRow = tuple[
+    int, int, int | None, str | None, int, int, str, str, int | None, str | None, str | None
+]
+"""An export message as stored: chat_id, message_id, sender_id, sender_name, is_owner (0/1),
+date_utc (unix seconds), text, kind, reply_to_id, forwarded_from, via_bot."""
+
+
+def to_message_row(
+    raw: dict[str, Any], chat_id: int, owner_id: int, local_tz: tzinfo = UTC
+) -> MessageRow | None:
+    """The stored row of one export message, or None when it has no usable id or date.
+
+    This runs once per message of every import, so the common shapes (``date_unixtime``,
+    ``"user123"`` senders, string text) take short paths; everything else goes through the
+    general functions above.
+    """
+    get = raw.get
+    message_id = get("id")
+    if type(message_id) is not int:  # also refuses bool, a subclass of int
+        return None
+    unix = get("date_unixtime")
+    if type(unix) is str and unix.isdecimal():
+        date = int(unix)
+    else:
+        moment = message_date(raw, local_tz)
+        if moment is None:
+            return None
+        date = int(moment.timestamp())
+    is_service = get("type") == "service"
+    peer = get("actor_id") if is_service else get("from_id")
+    if type(peer) is str and peer.startswith("user") and peer[4:].isdecimal():
+        sender_id: int | None = int(peer[4:])
+    else:
+        sender_id = peer_id(peer)
+    sender_name = get("actor") if is_service else get("from")
+    text = get("text")
+    if type(text) is not str:
+        text = join_text(text)
+    if is_service or "media_type" in raw or "photo" in raw or "file" in raw or "poll" in raw:
+        kind = message_kind(raw, text)
+    else:
+        kind = "text"  # what message_kind says for a message with none of those keys
+    if kind == "sticker":
+        text = _string(get("sticker_emoji")) or text
+    elif kind == "poll" and not text:
+        poll = get("poll")
+        text = _string(poll.get("question")) if isinstance(poll, dict) else ""
+    reply_to = get("reply_to_message_id")
+    if reply_to is not None and ("reply_to_peer_id" in raw or not isinstance(reply_to, int)):
+        reply_to = None  # a reply to another chat's message cannot be followed here
+    forwarded_from = get("forwarded_from", _ABSENT)
+    if forwarded_from is not _ABSENT:
+        forwarded_from = _string(forwarded_from) or HIDDEN_FORWARD
+    via_bot = get("via_bot")
+    return (
+        chat_id,
+        message_id,
+        sender_id,
+        sender_name if type(sender_name) is str else None,
+        int(sender_id is not None and sender_id == owner_id),
+        date,
+        text,
+        kind,
+        reply_to,
+        None if forwarded_from is _ABSENT else forwarded_from,
+        (_string(via_bot) or None) if via_bot is not None else None,
+    )
+
+
 def to_message_record(
     raw: dict[str, Any], chat_id: int, owner_id: int, local_tz: tzinfo = UTC
 ) -> MessageRecord | None:
     """The record of one export message, or None when it has no usable id or date."""
-    message_id = raw.get("id")
-    date = message_date(raw, local_tz)
-    if not isinstance(message_id, int) or isinstance(message_id, bool) or date is None:
-        return None
-    is_service = raw.get("type") == "service"
-    sender_id = peer_id(raw.get("actor_id") if is_service else raw.get("from_id"))
-    sender_name = raw.get("actor") if is_service else raw.get("from")
-    text = join_text(raw.get("text"))
-    kind = message_kind(raw, text)
-    if kind == "sticker":
-        text = _string(raw.get("sticker_emoji")) or text
-    elif kind == "poll" and not text:
-        poll = raw.get("poll")
-        text = _string(poll.get("question")) if isinstance(poll, dict) else ""
-    reply_to = raw.get("reply_to_message_id")
-    if "reply_to_peer_id" in raw or not isinstance(reply_to, int):
-        reply_to = None  # a reply to another chat's message cannot be followed here
-    forwarded_from: str | None = None
-    if "forwarded_from" in raw:
-        forwarded_from = _string(raw["forwarded_from"]) or HIDDEN_FORWARD
-    via_bot = _string(raw.get("via_bot")) or None
+    row = to_message_row(raw, chat_id, owner_id, local_tz)
+    return None if row is None else row_to_record(row)
+
+
+def row_to_record(row: MessageRow) -> MessageRecord:
+    """The :class:`MessageRecord` of a stored export row."""
     return MessageRecord(
-        chat_id=chat_id,
-        message_id=message_id,
-        sender_id=sender_id,
-        sender_name=sender_name if isinstance(sender_name, str) else None,
-        is_owner=sender_id is not None and sender_id == owner_id,
-        date=date,
-        text=text,
-        kind=kind,
-        reply_to_id=reply_to,
-        forwarded_from=forwarded_from,
-        via_bot=via_bot,
+        chat_id=row[0],
+        message_id=row[1],
+        sender_id=row[2],
+        sender_name=row[3],
+        is_owner=bool(row[4]),
+        date=datetime.fromtimestamp(row[5], UTC),
+        text=row[6],
+        kind=cast(MessageKind, row[7]),
+        reply_to_id=row[8],
+        forwarded_from=row[9],
+        via_bot=row[10],
         source="export",
     )
 
 
+def record_to_row(record: MessageRecord) -> MessageRow:
+    """The row of a :class:`MessageRecord` (the inverse of :func:`row_to_record`)."""
+    return (
+        record.chat_id,
+        record.message_id,
+        record.sender_id,
+        record.sender_name,
+        int(record.is_owner),
+        int(record.date.timestamp()),
+        record.text,
+        record.kind,
+        record.reply_to_id,
+        record.forwarded_from,
+        record.via_bot,
+    )
+
+
+def skip_reason(
+    kind: str, text: str, forwarded_from: str | None, via_bot: str | None
+) -> str | None:
+    """Why a message gives no training text (one of SKIP_REASONS), or None."""
+    if kind == "text" or kind == "sticker":
+        if forwarded_from is not None:
+            return "forwarded"
+        if via_bot is not None:
+            return "via_bot"
+        return None if text.strip() else "empty"
+    return "service" if kind in ("service", "call") else "media_only"
+
+
 def training_skip_reason(message: MessageRecord) -> str | None:
     """Why a stored message gives no training text (one of SKIP_REASONS), or None."""
-    if message.kind in ("service", "call"):
-        return "service"
-    if message.kind not in ("text", "sticker"):
-        return "media_only"
-    if message.forwarded_from is not None:
-        return "forwarded"
-    if message.via_bot is not None:
-        return "via_bot"
-    if not message.text.strip():
-        return "empty"
-    return None
+    return skip_reason(message.kind, message.text, message.forwarded_from, message.via_bot)
 
 
 def _string(value: object) -> str:

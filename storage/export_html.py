@@ -21,7 +21,7 @@ import logging
 import re
 import unicodedata
 from collections import Counter, deque
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from html.parser import HTMLParser
@@ -30,7 +30,7 @@ from typing import IO, NamedTuple
 
 from storage import errors
 from storage.export_archive import ExportSource, inspect_export, open_member
-from storage.export_format import HIDDEN_FORWARD
+from storage.export_format import HIDDEN_FORWARD, MessageRow, record_to_row
 from storage.export_parser import ExportKind
 from storage.models import ChatRecord, MessageKind, MessageRecord
 
@@ -127,6 +127,16 @@ class HtmlExportParser:
         if normalize_name(name) == self.owner_key:
             return self.owner_id, True
         return synthetic_user_id(name), False
+
+    @property
+    def bytes_total(self) -> int:
+        """Bytes of all the export's pages (``bytes_read`` ends there)."""
+        return self.source.uncompressed_size
+
+    def items(self) -> Generator[ChatRecord | MessageRow, None, None]:
+        """Chats and message rows, as the importer takes them from either parser."""
+        for record in self.records():
+            yield record if isinstance(record, ChatRecord) else record_to_row(record)
 
     def records(self) -> Iterator[ChatRecord | MessageRecord]:
         """Each chat's record, then its messages; raises ExportError for an unusable export."""

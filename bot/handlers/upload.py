@@ -10,6 +10,7 @@ from telegram import Update
 from bot.const import CLOUD_DOWNLOAD_LIMIT_BYTES, EXPORT_SUFFIXES
 from bot.context import CloneContext
 from bot.import_report import format_import_report
+from bot.progress import TelegramProgress
 from storage.errors import ExportError
 from storage.importer import import_export
 
@@ -47,6 +48,7 @@ async def import_upload(update: Update, context: CloneContext) -> None:
     uploads.mkdir(parents=True, exist_ok=True)
     path = uploads / f"{document.file_unique_id}{Path(name).suffix.lower()}"
     status = await message.reply_text("Importing your export…")
+    progress = TelegramProgress(status)
     try:
         telegram_file = await context.bot.get_file(document.file_id)
         await telegram_file.download_to_drive(path)
@@ -54,12 +56,16 @@ async def import_upload(update: Update, context: CloneContext) -> None:
             services.db,
             path,
             owner_id=user.id,
+            # HTML exports sign messages with names only: the uploader's is the owner's.
+            owner_name=user.full_name,
             file_name=name,
+            local_tz=services.settings.zone,
+            progress=progress,
         )
     except ExportError as exc:
         logger.info("export %s refused: %s", document.file_unique_id, type(exc).__name__)
-        await status.edit_text(f"Nothing was imported. {exc}")
+        await progress.finish(f"Nothing was imported. {exc}")
         return
     finally:
         path.unlink(missing_ok=True)
-    await status.edit_text(format_import_report(report))
+    await progress.finish(format_import_report(report))

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from tests.bad_exports import BAD_EXPORTS, BadExport, zipped
 from tests.export_factory import write_full_export
+from tests.html_exports import FIXTURES, HTML_OWNER_NAME
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -55,7 +60,7 @@ def test_import_of_garbage_fails_cleanly(tmp_path: Path) -> None:
     bad.write_bytes(b"\xff\xfe not json")
     done = tgclone("import", str(bad), data_dir=tmp_path / "data")
     assert done.returncode == 1
-    assert done.stderr.startswith("error: nothing was imported.")
+    assert done.stderr.strip().splitlines()[-1].startswith("error: nothing was imported.")
     assert "Traceback" not in done.stderr
 
 
@@ -70,3 +75,48 @@ def test_dataset_build_writes_jsonl(tmp_path: Path) -> None:
     samples = [json.loads(line)["messages"] for line in lines]
     assert len(samples) == 12
     assert all(s[0]["role"] == "system" and s[-1]["role"] == "assistant" for s in samples)
+
+
+def _dump(database: Path) -> list[str]:
+    with sqlite3.connect(database) as conn:
+        return list(conn.iterdump())
+
+
+@pytest.mark.parametrize("bad", BAD_EXPORTS, ids=lambda bad: bad.name)
+def test_bad_export_is_refused_on_stderr_and_changes_nothing(
+    tmp_path: Path, bad: BadExport
+) -> None:
+    data = tmp_path / "data"
+    good = write_full_export(tmp_path / "good.json", conversations=2)
+    assert tgclone("import", str(good), data_dir=data).returncode == 0
+    before = _dump(data / "tgclone.sqlite3")
+    path = tmp_path / bad.file_name
+    bad.write(path)
+    done = tgclone("import", str(path), "--owner-id", "11111111", data_dir=data)
+    assert done.returncode == 1
+    error = done.stderr.strip().splitlines()[-1]  # progress lines may come first
+    assert error.startswith("error: nothing was imported."), done.stderr
+    assert bad.says in error
+    assert "Traceback" not in done.stderr
+    assert _dump(data / "tgclone.sqlite3") == before
+
+
+def test_zipped_export_folder_imports(tmp_path: Path) -> None:
+    content = write_full_export(tmp_path / "result.json", conversations=2).read_bytes()
+    archive = tmp_path / "Telegram export.zip"
+    archive.write_bytes(zipped(content))
+    done = tgclone("import", str(archive), data_dir=tmp_path / "data")
+    assert done.returncode == 0, done.stderr
+    assert "Messages: 10 (6 yours)" in done.stdout
+
+
+def test_html_export_needs_the_owner_name(tmp_path: Path) -> None:
+    html = FIXTURES / "html" / "chats" / "chat_02" / "messages.html"
+    refused = tgclone("import", str(html), data_dir=tmp_path / "data")
+    assert refused.returncode == 1
+    assert "--owner-name" in refused.stderr
+    done = tgclone(
+        "import", str(html), "--owner-name", HTML_OWNER_NAME, data_dir=tmp_path / "data"
+    )
+    assert done.returncode == 0, done.stderr
+    assert "yours)" in done.stdout and "(0 yours)" not in done.stdout

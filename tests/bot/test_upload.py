@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
+
+import pytest
 
 from bot.handlers.upload import NOT_AN_EXPORT
 from bot.settings import Settings
 from storage.db import Database
 from storage.messages import corpus_counts
-from tests.bot.conftest import running_clone
+from tests.bad_exports import BAD_EXPORTS, BadExport, zipped
+from tests.bot.conftest import bot_settings, running_clone
 from tests.export_factory import OWNER_ID, full_export
 from tests.fake_telegram import builders
 from tests.fake_telegram.server import FakeTelegramServer
+from tests.html_exports import FIXTURES, HTML_OWNER_NAME
 
 OWNER = builders.user(OWNER_ID, "Owner")
 
@@ -83,3 +88,60 @@ async def test_file_over_cloud_limit_is_explained_not_downloaded(
         reply = await fake_telegram.wait_for_message(OWNER_ID)
     assert "20 MB" in reply["text"] and "TELEGRAM_LOCAL_MODE" in reply["text"]
     assert not fake_telegram.calls_to("getFile")
+
+
+@pytest.mark.parametrize("bad", BAD_EXPORTS, ids=lambda bad: bad.name)
+async def test_bad_export_gets_a_specific_answer_and_changes_nothing(
+    settings: Settings, fake_telegram: FakeTelegramServer, tmp_path: Path, bad: BadExport
+) -> None:
+    path = tmp_path / bad.file_name
+    bad.write(path)
+    async with running_clone(settings):
+        fake_telegram.send_document(OWNER, path.read_bytes(), bad.file_name)
+        reply = await fake_telegram.wait_for_message(OWNER_ID, _is_final, timeout=60)
+    assert reply["text"].startswith("Nothing was imported."), reply["text"]
+    assert bad.says in reply["text"]
+    assert await _message_count(settings) == 0
+
+
+async def test_zipped_export_is_imported(
+    settings: Settings, fake_telegram: FakeTelegramServer
+) -> None:
+    content = json.dumps(full_export(conversations=3), ensure_ascii=False).encode()
+    async with running_clone(settings):
+        fake_telegram.send_document(OWNER, zipped(content), "Telegram Desktop.zip")
+        reply = await fake_telegram.wait_for_message(OWNER_ID, _is_final, timeout=30)
+    assert "New: 14, already present: 0" in reply["text"]
+
+
+async def test_html_export_is_imported_with_the_owners_telegram_name(
+    settings: Settings, fake_telegram: FakeTelegramServer
+) -> None:
+    first, _, last = HTML_OWNER_NAME.partition(" ")
+    owner = builders.user(OWNER_ID, first, last_name=last)
+    page = (FIXTURES / "html" / "chats" / "chat_02" / "messages.html").read_bytes()
+    async with running_clone(settings):
+        fake_telegram.send_document(owner, page, "messages.html", mime_type="text/html")
+        reply = await fake_telegram.wait_for_message(OWNER_ID, _is_final, timeout=30)
+    assert reply["text"].startswith("Import finished"), reply["text"]
+    assert "(5 yours)" in reply["text"]
+
+
+async def test_local_bot_api_server_lifts_the_download_limit(tmp_path: Path) -> None:
+    content = json.dumps(full_export(conversations=3), ensure_ascii=False).encode()
+    with FakeTelegramServer(local_dir=tmp_path / "bot-api-files") as server:
+        settings = bot_settings(server, tmp_path / "data", telegram_local_mode=True)
+        file_id = server.register_file(content, "result.json")
+        update = builders.document_update(
+            builders.private_chat(OWNER),
+            OWNER,
+            file_id,
+            "result.json",
+            25 * 1024 * 1024,
+            "application/json",
+        )
+        async with running_clone(settings):
+            server.push_update(update)
+            reply = await server.wait_for_message(OWNER_ID, _is_final, timeout=30)
+    # getFile answered an absolute path on the server's disk: only a local read can succeed.
+    assert "New: 14, already present: 0" in reply["text"]

@@ -133,14 +133,15 @@ def get_file(state: BotState, params: JSONDict) -> JSONDict:
         stored = state.files.get(file_id)
     if stored is None:
         raise bad_request("invalid file_id")
+    if state.local_dir is not None:
+        # A Bot API server in --local mode: no size limit, and the path is on its disk.
+        local = state.local_dir / stored.file_path
+        local.parent.mkdir(parents=True, exist_ok=True)
+        local.write_bytes(stored.content)
+        return {**_file_fields(stored), "file_path": str(local)}
     if len(stored.content) > state.download_limit:
         raise bad_request("file is too big")
-    return {
-        "file_id": stored.file_id,
-        "file_unique_id": stored.file_unique_id,
-        "file_size": len(stored.content),
-        "file_path": stored.file_path,
-    }
+    return {**_file_fields(stored), "file_path": stored.file_path}
 
 
 def send_document(state: BotState, params: JSONDict) -> JSONDict:

@@ -22,6 +22,7 @@ import asyncio
 import copy
 import time
 from collections.abc import Callable
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -55,7 +56,9 @@ class FakeTelegramServer:
         download_limit: int = CLOUD_DOWNLOAD_LIMIT,
         bot_username: str = "tgclone_test_bot",
         bot_first_name: str = "Clone",
+        local_dir: Path | None = None,
     ) -> None:
+        """``local_dir``: act as a Bot API server in ``--local`` mode keeping files there."""
         self.token = token
         bot_user = builders.user(
             int(token.split(":", 1)[0]), bot_first_name, bot_username, None, is_bot=True
@@ -65,7 +68,9 @@ class FakeTelegramServer:
             can_read_all_group_messages=False,
             supports_inline_queries=False,
         )
-        self._state = BotState(bot_user=bot_user, download_limit=download_limit)
+        self._state = BotState(
+            bot_user=bot_user, download_limit=download_limit, local_dir=local_dir
+        )
         self._http: BotApiHttpServer | None = None
         self._cursors: dict[ChatId | None, int] = {}
 

@@ -12,6 +12,7 @@ import itertools
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 JSONDict = dict[str, Any]
@@ -61,6 +62,7 @@ class BotState:
 
     bot_user: JSONDict
     download_limit: int = 20 * 1024 * 1024
+    local_dir: Path | None = None
     cond: threading.Condition = field(default_factory=threading.Condition)
     stopped: bool = False
     calls: list[tuple[str, JSONDict]] = field(default_factory=list)

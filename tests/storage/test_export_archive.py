@@ -14,6 +14,7 @@ import pytest
 from storage import errors
 from storage.export_archive import _GuardedStream, inspect_export, open_member
 from storage.export_parser import ExportParser
+from tests.bad_exports import write_zip_bomb
 
 EXPORT = {"name": "Sam", "type": "personal_chat", "id": 42, "messages": []}
 EXPORT_BYTES = json.dumps(EXPORT).encode()
@@ -176,13 +177,7 @@ def test_members_with_unsafe_paths_are_refused(tmp_path: Path, name: str) -> Non
 def test_a_real_zip_bomb_is_refused_from_its_headers(tmp_path: Path) -> None:
     path = tmp_path / "bomb.zip"
     started = time.monotonic()
-    with (
-        zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive,
-        archive.open("result.json", "w", force_zip64=True) as member,
-    ):
-        zeros = bytes(1 << 20)
-        for _ in range(300):
-            member.write(zeros)
+    write_zip_bomb(path)
     assert path.stat().st_size < 5 * 1024**2
     with pytest.raises(errors.ArchiveTooLargeError, match="zip bomb"):
         inspect_export(path, "bomb.zip")

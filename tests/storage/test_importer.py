@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import zipfile
 from datetime import UTC, datetime
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -13,7 +15,7 @@ from storage import errors
 from storage.db import Database
 from storage.importer import IMPORT_BATCH_SIZE, file_sha256, import_export
 from storage.messages import corpus_counts, load_corpus, save_live_message
-from storage.models import ChatRecord, MessageRecord
+from storage.models import ChatRecord, ImportProgress, MessageRecord
 from tests.storage.exports import (
     EXPORTS_DIR,
     FORMAT_ERAS,
@@ -145,6 +147,30 @@ async def test_big_import_is_batched_and_leaves_the_loop_free(
     assert ticks > 3  # the loop kept running while the file was parsed
 
 
+@pytest.mark.parametrize("zipped", [False, True], ids=["json", "zip"])
+async def test_progress_is_reported_per_batch_up_to_the_whole_file(
+    db: Database, tmp_path: Path, zipped: bool
+) -> None:
+    total = IMPORT_BATCH_SIZE * 3 + 10
+    data = json.dumps(big_export(total), indent=1).encode()
+    path = tmp_path / "result.json"
+    path.write_bytes(data)
+    if zipped:
+        path = tmp_path / "export.zip"
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+            archive.writestr("DataExport/result.json", data)
+    seen: list[ImportProgress] = []
+    report = await import_export(db, path, progress=seen.append)
+    assert len(seen) >= 4  # one per batch, and the last once more at the end
+    assert all(p.bytes_total == len(data) for p in seen)  # uncompressed, for a zip too
+    for earlier, later in pairwise(seen):
+        assert earlier.bytes_read <= later.bytes_read
+        assert earlier.messages <= later.messages
+        assert earlier.chats <= later.chats
+    assert seen[-1] == ImportProgress(len(data), len(data), report.messages, report.chats)
+    assert seen[-1].messages == total
+
+
 # -- bad files: a specific error each, and the database byte-for-byte unchanged -------------
 
 
@@ -191,10 +217,10 @@ def no_owner_messages(tmp_path: Path) -> Path:
 BAD_FILES = {
     "empty": (write("result.json", b""), errors.EmptyExportError, "is empty"),
     "blank": (write("result.json", b"  \n\n "), errors.EmptyExportError, "is empty"),
-    "html": (
+    "html_without_owner_name": (
         write("messages.html", b"<!DOCTYPE html><html><body>Exported Data</body></html>"),
-        errors.NotJsonError,
-        "is not JSON",
+        errors.HtmlOwnerUnknownError,
+        "--owner-name",
     ),
     "cp1251": (cp1251, errors.NotUtf8Error, "not UTF-8"),
     "utf16": (utf16, errors.NotUtf8Error, "not UTF-8"),

@@ -1,0 +1,179 @@
+"""Benchmark: importing a big Telegram export, ours against the naive way, in one run.
+
+    .venv/bin/python benchmarks/import_export.py [--messages 1000000] [--small 100000]
+
+Writes two deterministic synthetic full-account exports (``--messages`` and ``--small``
+messages; see ``synthetic_export.py``) to a temporary folder, then measures, each in its own
+child process so that peak memory is that import's alone:
+
+* ours: ``storage.importer.import_export`` into a fresh SQLite database, at both sizes;
+* naive: ``json.load`` of the whole file, then one ``INSERT`` per message (the way most
+  projects do it) into another fresh database of the same schema, at the big size.
+
+Prints messages per second, peak RSS (``VmHWM``) and the ratios, with PASS/FAIL for the
+targets: at least 150,000 messages/s, at most 250 MB at the big size, and a peak at the big
+size at most 1.3 times the peak at the small size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import resource
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.synthetic_export import OWNER_ID, write_export  # noqa: E402
+from storage.db import Database  # noqa: E402
+from storage.export_format import bot_api_chat_id, to_message_row  # noqa: E402
+from storage.importer import INSERT_EXPORT_MESSAGE, import_export  # noqa: E402
+
+TARGET_RATE = 150_000
+TARGET_PEAK_MB = 250.0
+TARGET_GROWTH = 1.3
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory in MB (VmHWM; ru_maxrss where /proc is missing)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+async def run_ours(export: Path, db_path: Path) -> int:
+    """Our importer, into a fresh database."""
+    db = await Database.open(db_path)
+    try:
+        report = await import_export(db, export)
+    finally:
+        await db.close()
+    return report.messages
+
+
+async def create_schema(db_path: Path) -> None:
+    """A fresh database with the current schema (migrations applied)."""
+    db = await Database.open(db_path)
+    await db.close()
+
+
+def run_naive(export: Path, db_path: Path) -> int:
+    """json.load of the whole file, then one INSERT per message, one transaction."""
+    asyncio.run(create_schema(db_path))
+    with export.open(encoding="utf-8") as handle:
+        data: dict[str, Any] = json.load(handle)
+    conn = sqlite3.connect(db_path, isolation_level=None)
+    conn.execute("BEGIN")
+    import_id = conn.execute(
+        "INSERT INTO imports (file_sha256, owner_id, started_at) VALUES ('naive', ?, 0)",
+        (OWNER_ID,),
+    ).lastrowid
+    messages = 0
+    for chat in data["chats"]["list"] + data["left_chats"]["list"]:
+        chat_id = bot_api_chat_id(chat["id"], chat["type"])
+        conn.execute(
+            "INSERT OR IGNORE INTO chats (chat_id, title, chat_type, first_seen) "
+            "VALUES (?, ?, ?, 0)",
+            (chat_id, chat.get("name"), chat["type"]),
+        )
+        for message in chat["messages"]:
+            row = to_message_row(message, chat_id, OWNER_ID)
+            if row is not None:
+                conn.execute(INSERT_EXPORT_MESSAGE, (*row, import_id))
+                messages += 1
+    conn.execute("COMMIT")
+    conn.close()
+    return messages
+
+
+def child(mode: str, export: Path, db_path: Path) -> None:
+    """Run one import and print its measurements as JSON (in a child process)."""
+    start = time.perf_counter()
+    if mode == "ours":
+        messages = asyncio.run(run_ours(export, db_path))
+    else:
+        messages = run_naive(export, db_path)
+    seconds = time.perf_counter() - start
+    print(json.dumps({"messages": messages, "seconds": seconds, "peak_mb": peak_rss_mb()}))
+
+
+def measure(mode: str, export: Path, db_path: Path) -> dict[str, float]:
+    command = [sys.executable, __file__, "--child", mode, str(export), str(db_path)]
+    done = subprocess.run(command, check=True, capture_output=True, text=True)
+    result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    result["rate"] = result["messages"] / result["seconds"]
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--messages", type=int, default=1_000_000)
+    parser.add_argument("--small", type=int, default=100_000)
+    parser.add_argument("--child", nargs=3, metavar=("MODE", "EXPORT", "DB"), help="internal")
+    args = parser.parse_args()
+    if args.child:
+        child(args.child[0], Path(args.child[1]), Path(args.child[2]))
+        return 0
+    with tempfile.TemporaryDirectory(prefix="tgclone-bench-") as folder:
+        tmp = Path(folder)
+        big, small = tmp / "big.json", tmp / "small.json"
+        start = time.perf_counter()
+        big_bytes = write_export(big, args.messages)
+        small_bytes = write_export(small, args.small)
+        print(
+            f"exports written in {time.perf_counter() - start:.0f} s: "
+            f"{args.messages:,} messages ({big_bytes / 1e6:.0f} MB, "
+            f"{big_bytes / args.messages:.0f} bytes/message) and {args.small:,} messages "
+            f"({small_bytes / 1e6:.0f} MB)"
+        )
+        ours = measure("ours", big, tmp / "ours.db")
+        ours_small = measure("ours", small, tmp / "ours-small.db")
+        naive = measure("naive", big, tmp / "naive.db")
+    rows = [
+        (f"ours, {args.messages:,}", ours),
+        (f"ours, {args.small:,}", ours_small),
+        (f"naive, {args.messages:,}", naive),
+    ]
+    print(f"\n{'import':<22}{'messages':>11}{'seconds':>9}{'msg/s':>11}{'peak RSS':>11}")
+    for name, result in rows:
+        print(
+            f"{name:<22}{result['messages']:>11,.0f}{result['seconds']:>9.2f}"
+            f"{result['rate']:>11,.0f}{result['peak_mb']:>8.0f} MB"
+        )
+    growth = ours["peak_mb"] / ours_small["peak_mb"]
+    print(
+        f"\nours vs naive: {ours['rate'] / naive['rate']:.1f}x the speed, "
+        f"{ours['peak_mb'] / naive['peak_mb']:.2f}x the peak memory"
+    )
+    checks = [
+        (f"speed >= {TARGET_RATE:,} msg/s", ours["rate"] >= TARGET_RATE, f"{ours['rate']:,.0f}"),
+        (
+            f"peak RSS <= {TARGET_PEAK_MB:.0f} MB at {args.messages:,}",
+            ours["peak_mb"] <= TARGET_PEAK_MB,
+            f"{ours['peak_mb']:.0f} MB",
+        ),
+        (
+            f"peak {args.messages:,} / peak {args.small:,} <= {TARGET_GROWTH}",
+            growth <= TARGET_GROWTH,
+            f"{growth:.2f}",
+        ),
+    ]
+    for name, passed, value in checks:
+        print(f"{'PASS' if passed else 'FAIL'}  {name}: {value}")
+    return 0 if all(passed for _, passed, _ in checks) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""Import progress shown to people: an edited Telegram message, or a bar on the terminal."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+import time
+from collections.abc import Callable
+from typing import TextIO
+
+from telegram import Message
+from telegram.error import BadRequest
+
+from storage.models import ImportProgress
+
+EDIT_INTERVAL_SECONDS = 3.0
+"""Telegram tolerates about one edit a second per chat; an import needs far fewer."""
+
+
+def describe_progress(progress: ImportProgress) -> str:
+    """'Importing… 42% (120,000 messages in 12 chats)'."""
+    share = progress.bytes_read / progress.bytes_total if progress.bytes_total else 0.0
+    return (
+        f"Importing… {min(share, 1.0):.0%} "
+        f"({progress.messages:,} messages in {progress.chats:,} chats)"
+    )
+
+
+class TelegramProgress:
+    """Edits one status message as an import goes, at most every few seconds, in order."""
+
+    def __init__(
+        self,
+        message: Message,
+        interval: float = EDIT_INTERVAL_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._message = message
+        self._interval = interval
+        self._clock = clock
+        self._last = clock()
+        self._pending: asyncio.Task[None] | None = None
+
+    def __call__(self, progress: ImportProgress) -> None:
+        now = self._clock()
+        if now - self._last < self._interval:
+            return
+        self._last = now
+        previous = self._pending
+        self._pending = asyncio.get_running_loop().create_task(
+            self._edit(describe_progress(progress), previous)
+        )
+
+    async def _edit(self, text: str, previous: asyncio.Task[None] | None) -> None:
+        if previous is not None:
+            await previous
+        with contextlib.suppress(BadRequest):  # "message is not modified" and the like
+            await self._message.edit_text(text)
+
+    async def finish(self, text: str) -> None:
+        """Wait for pending progress edits, then show the final text."""
+        if self._pending is not None:
+            await self._pending
+        await self._message.edit_text(text)
+
+
+class TerminalProgress:
+    """A one-line progress bar on a terminal; a line per 10% when output is a file."""
+
+    def __init__(self, stream: TextIO = sys.stderr, width: int = 30) -> None:
+        self._stream = stream
+        self._width = width
+        self._tty = stream.isatty()
+        self._last_decile = -1
+
+    def __call__(self, progress: ImportProgress) -> None:
+        share = progress.bytes_read / progress.bytes_total if progress.bytes_total else 0.0
+        share = min(share, 1.0)
+        if self._tty:
+            filled = int(share * self._width)
+            bar = "#" * filled + "." * (self._width - filled)
+            self._stream.write(f"\r[{bar}] {share:4.0%} {progress.messages:,} messages")
+            self._stream.flush()
+            return
+        decile = int(share * 10)
+        if decile > self._last_decile:
+            self._last_decile = decile
+            print(describe_progress(progress), file=self._stream, flush=True)
+
+    def close(self) -> None:
+        """End the bar's line."""
+        if self._tty:
+            self._stream.write("\n")
+            self._stream.flush()
