@@ -22,12 +22,15 @@ from telegram.ext import (
 )
 
 from bot.const import (
+    CMD_ADAPTERS,
     CMD_COLLECT,
     CMD_FORGET,
     CMD_HELP,
     CMD_PAUSE,
+    CMD_PROMOTE,
     CMD_RESUME,
     CMD_RETRAIN,
+    CMD_ROLLBACK,
     CMD_START,
     CMD_STATS,
     FORGET_CALLBACK_PREFIX,
@@ -35,6 +38,7 @@ from bot.const import (
 from bot.context import CloneContext, set_services
 from bot.engine import CloneEngine, GenerationOverrides
 from bot.handlers.access import gate
+from bot.handlers.adapters import adapters, promote, rollback
 from bot.handlers.admin import retrain, stats
 from bot.handlers.chat import reply_as_clone
 from bot.handlers.collect import (
@@ -73,6 +77,9 @@ OWNER_COMMANDS = [
     BotCommand(CMD_PAUSE, "Pause live collection"),
     BotCommand(CMD_RESUME, "Resume live collection"),
     BotCommand(CMD_FORGET, "Delete collected messages (all or one chat)"),
+    BotCommand(CMD_ADAPTERS, "List trained adapters"),
+    BotCommand(CMD_PROMOTE, "Serve adapter ID"),
+    BotCommand(CMD_ROLLBACK, "Serve the previous adapter"),
 ]
 
 AnyApplication = Application[Any, Any, Any, Any, Any, Any]
@@ -117,6 +124,9 @@ def build_application(settings: Settings) -> AnyApplication:
     application.add_handler(CommandHandler(CMD_PAUSE, pause))
     application.add_handler(CommandHandler(CMD_RESUME, resume))
     application.add_handler(CommandHandler(CMD_FORGET, forget_command))
+    application.add_handler(CommandHandler(CMD_ADAPTERS, adapters))
+    application.add_handler(CommandHandler(CMD_PROMOTE, promote))
+    application.add_handler(CommandHandler(CMD_ROLLBACK, rollback))
     application.add_handler(
         CallbackQueryHandler(forget_confirmed, pattern=f"^{FORGET_CALLBACK_PREFIX}")
     )

@@ -10,6 +10,9 @@ CMD_COLLECT = "collect"
 CMD_PAUSE = "pause"
 CMD_RESUME = "resume"
 CMD_FORGET = "forget"
+CMD_ADAPTERS = "adapters"
+CMD_PROMOTE = "promote"
+CMD_ROLLBACK = "rollback"
 
 OWNER_COMMANDS = frozenset(
     {CMD_RETRAIN, CMD_STATS, CMD_COLLECT, CMD_PAUSE, CMD_RESUME, CMD_FORGET}

@@ -12,10 +12,11 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from training.chat_format import ChatMessage, CloneSpec, load_clone_spec, render_prompt
 from training.config import GenerationSettings
+from training.modeling import Device, load_adapter_tokenizer, load_base_model
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -58,7 +59,7 @@ class CloneEngine:
 
     def __init__(
         self,
-        device: Literal["auto", "cpu", "cuda"] = "auto",
+        device: Device = "auto",
         overrides: GenerationOverrides | None = None,
     ) -> None:
         self._device = device
@@ -102,13 +103,6 @@ class CloneEngine:
 
     # --- worker thread ---------------------------------------------------------------
 
-    def _torch_device(self) -> str:
-        import torch
-
-        if self._device == "auto":
-            return "cuda" if torch.cuda.is_available() else "cpu"
-        return self._device
-
     def _load_sync(self, adapter_dir: Path) -> None:
         from peft import PeftModel
 
@@ -125,48 +119,23 @@ class CloneEngine:
                 adapter_name=name,
                 adapter_dir=adapter_dir,
                 spec=spec,
-                tokenizer=self._load_tokenizer(adapter_dir, spec),
+                tokenizer=load_adapter_tokenizer(adapter_dir, spec.base_model),
             )
             logger.info("hot-swapped adapter to %s", adapter_dir)
             return
         self._unload_sync()
-        base = self._load_base(spec.base_model)
+        base = load_base_model(spec.base_model, self._device)
         model = PeftModel.from_pretrained(base, str(adapter_dir), adapter_name=name)
         model.eval()
         self._loaded = _Loaded(
             base_model=spec.base_model,
             model=model,
-            tokenizer=self._load_tokenizer(adapter_dir, spec),
+            tokenizer=load_adapter_tokenizer(adapter_dir, spec.base_model),
             adapter_name=name,
             adapter_dir=adapter_dir,
             spec=spec,
         )
         logger.info("loaded base %s with adapter %s", spec.base_model, adapter_dir)
-
-    def _load_tokenizer(self, adapter_dir: Path, spec: CloneSpec) -> PreTrainedTokenizerBase:
-        from transformers import AutoTokenizer
-
-        source = adapter_dir if (adapter_dir / "tokenizer_config.json").exists() else None
-        tokenizer = AutoTokenizer.from_pretrained(str(source or spec.base_model))
-        tokenizer.pad_token = END_OF_TEXT
-        return tokenizer
-
-    def _load_base(self, base_model: str) -> Any:
-        import torch
-        from transformers import AutoModelForCausalLM, BitsAndBytesConfig
-
-        device = self._torch_device()
-        if device == "cuda":
-            quant = BitsAndBytesConfig(
-                load_in_4bit=True,
-                bnb_4bit_quant_type="nf4",
-                bnb_4bit_use_double_quant=True,
-                bnb_4bit_compute_dtype=torch.bfloat16,
-            )
-            return AutoModelForCausalLM.from_pretrained(
-                base_model, quantization_config=quant, dtype=torch.bfloat16, device_map={"": 0}
-            )
-        return AutoModelForCausalLM.from_pretrained(base_model, dtype=torch.float32)
 
     def _generate_sync(self, history: list[ChatMessage]) -> str:
         import torch

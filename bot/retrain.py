@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from bot.engine import CloneEngine
-from bot.run_setup import RunSetupError, prepare_run
+from bot.quality_gate import GateDecision, decide
+from bot.run_setup import PreparedRun, RunSetupError, prepare_run
 from bot.settings import Settings
 from storage.db import Database
 from storage.models import TrainingRun
@@ -17,11 +18,12 @@ from storage.runs import (
     active_run,
     add_adapter,
     create_run,
+    current_adapter,
     finish_run,
     get_run,
     mark_run_running,
 )
-from training.runner import LocalRunner
+from training.runner import EvaluationError, LocalRunner, evaluate_in_child
 
 logger = logging.getLogger(__name__)
 
@@ -136,13 +138,52 @@ class RetrainService:
             return
         metrics = {k: float(v) for k, v in dict(result.get("metrics", {})).items()}
         adapter_dir = Path(str(result["adapter_dir"]))
+        decision = await self._gate(adapter_dir, prepared)
+        metrics["gate_eval_loss"] = decision.candidate_loss
+        if decision.serving_loss is not None:
+            metrics["gate_serving_eval_loss"] = decision.serving_loss
+        sizes = f"{len(prepared.build.train)} training / {len(prepared.build.eval)} eval samples"
+        if not decision.promote:
+            adapter_id = await add_adapter(
+                self._db, run_id, str(adapter_dir), metrics, promoted=False
+            )
+            await finish_run(self._db, run_id, "succeeded", metrics, None)
+            await self._notify(
+                f"Training run #{run_id} finished ({describe_metrics(metrics)}; {sizes}), but "
+                f"its {decision.reason}, so the current adapter keeps serving. It is kept as "
+                f"candidate #{adapter_id}: /promote {adapter_id} to use it anyway."
+            )
+            return
         # Load first: an adapter that cannot be served is never promoted.
         if self._engine is not None:
             await self._engine.load_adapter(adapter_dir)
         await add_adapter(self._db, run_id, str(adapter_dir), metrics, promoted=True)
         await finish_run(self._db, run_id, "succeeded", metrics, None)
+        live = "The new adapter is live." if self._engine else f"Adapter: {adapter_dir}"
         await self._notify(
-            f"Training run #{run_id} finished: {describe_metrics(metrics)} "
-            f"({len(prepared.build.train)} training / {len(prepared.build.eval)} eval samples). "
-            + ("The new adapter is live." if self._engine else f"Adapter: {adapter_dir}")
+            f"Training run #{run_id} finished: {describe_metrics(metrics)} ({sizes}); "
+            f"{decision.reason}. {live}"
         )
+
+    async def _gate(self, candidate: Path, prepared: PreparedRun) -> GateDecision:
+        """Score the candidate and the serving adapter on this run's eval set, same code."""
+        max_length = prepared.config.max_length
+        log_path = prepared.run_dir / "gate.log"
+        scores = await evaluate_in_child(
+            candidate, prepared.config.eval_file, max_length=max_length, log_path=log_path
+        )
+        serving = await current_adapter(self._db)
+        serving_loss: float | None = None
+        if serving is not None:
+            try:
+                serving_scores = await evaluate_in_child(
+                    Path(serving.path),
+                    prepared.config.eval_file,
+                    max_length=max_length,
+                    log_path=log_path,
+                )
+                serving_loss = serving_scores["eval_loss"]
+            except EvaluationError:
+                # A serving adapter that cannot even be scored is no bar to clear.
+                logger.warning("the serving adapter %d could not be scored", serving.adapter_id)
+        return decide(scores["eval_loss"], serving_loss, self._settings.promote_min_improvement)

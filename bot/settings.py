@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     train_max_length: int | None = Field(None, ge=16)
     train_quantization: Literal["auto", "4bit", "none"] | None = None
     train_seed: int | None = None
+    promote_min_improvement: float = Field(
+        0.01, ge=0, description="eval_loss a new adapter must gain over the serving one."
+    )
     # Serving: None keeps what clone.json says.
     generation_do_sample: bool | None = None
     generation_max_new_tokens: int | None = None

@@ -93,6 +93,13 @@ SELECT_ADAPTER = f"""
     WHERE adapter_id = ?
 """
 
+SELECT_ADAPTERS = f"""
+    SELECT {ADAPTER_COLUMNS}
+    FROM adapters
+    ORDER BY adapter_id DESC
+    LIMIT ?
+"""
+
 
 async def create_run(db: Database, trigger: str) -> int:
     """Queue a new training run; return its id."""
@@ -188,6 +195,13 @@ async def get_adapter(db: Database, adapter_id: int) -> AdapterRecord | None:
     async with db.read() as conn, conn.execute(SELECT_ADAPTER, (adapter_id,)) as cursor:
         row = await cursor.fetchone()
     return None if row is None else _adapter_record(row)
+
+
+async def list_adapters(db: Database, limit: int = 20) -> list[AdapterRecord]:
+    """The newest adapters first, promoted or not."""
+    async with db.read() as conn, conn.execute(SELECT_ADAPTERS, (limit,)) as cursor:
+        rows = await cursor.fetchall()
+    return [_adapter_record(row) for row in rows]
 
 
 async def _promote(conn: aiosqlite.Connection, adapter_id: int) -> None:

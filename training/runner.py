@@ -161,3 +161,51 @@ class LocalRunner:
         self._cancelled = True
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGTERM)
+
+
+class EvaluationError(RuntimeError):
+    """An adapter could not be scored; the message is the child's one-line error."""
+
+
+async def evaluate_in_child(
+    adapter_dir: Path,
+    eval_file: Path,
+    *,
+    max_length: int,
+    log_path: Path,
+    python: str = sys.executable,
+) -> dict[str, float]:
+    """Run ``python -m training.evaluate`` for one adapter and return its metrics."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log_file:
+        process = await asyncio.create_subprocess_exec(
+            python,
+            "-m",
+            "training.evaluate",
+            "--adapter",
+            str(adapter_dir),
+            "--eval-file",
+            str(eval_file),
+            "--max-length",
+            str(max_length),
+            cwd=PROJECT_ROOT,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=log_file,
+            start_new_session=True,
+        )
+        try:
+            stdout, _ = await process.communicate()
+        except asyncio.CancelledError:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+            raise
+    lines = stdout.decode("utf-8", errors="replace").strip().splitlines()
+    try:
+        report = json.loads(lines[-1]) if lines else {}
+    except json.JSONDecodeError:
+        report = {}
+    if process.returncode != 0 or "eval_loss" not in report:
+        error = report.get("error") or _tail(log_path) or f"exit {process.returncode}"
+        raise EvaluationError(f"scoring {adapter_dir.name} failed: {error}")
+    return {key: float(value) for key, value in report.items()}

@@ -86,4 +86,15 @@ async def test_owner_gets_owner_command_menu(
     public = {c["command"] for c in fake_telegram.my_commands()}
     owner = {c["command"] for c in fake_telegram.my_commands(owner_scope)}
     assert public == {"start", "help"}
-    assert owner == {"start", "help", "retrain", "stats", "pause", "resume", "forget"}
+    assert owner == {
+        "start",
+        "help",
+        "retrain",
+        "stats",
+        "pause",
+        "resume",
+        "forget",
+        "adapters",
+        "promote",
+        "rollback",
+    }

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.bot.adapters import greedy_reply
+from tests.adapters import greedy_reply
 from tests.bot.conftest import ALLOWED_ID, bot_settings, running_clone
 from tests.export_factory import OWNER_ID, full_export
 from tests.fake_telegram import builders

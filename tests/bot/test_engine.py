@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bot.engine import CloneEngine, NoAdapterError
-from tests.bot.adapters import greedy_reply, make_adapter
+from tests.adapters import greedy_reply, make_adapter
 
 QUESTION = "Как дела?"
 HISTORY = [{"role": "user", "content": QUESTION}]

@@ -1,0 +1,109 @@
+"""The quality gate and adapter switching: a worse adapter serves only if the owner says so."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from telegram.ext import Application
+
+from bot.quality_gate import decide
+from bot.retrain import RetrainService
+from bot.services import Services
+from bot.settings import Settings
+from storage.db import Database
+from storage.importer import import_export
+from storage.runs import add_adapter, current_adapter, list_adapters
+from tests.adapters import make_adapter
+from tests.bot.conftest import running_clone
+from tests.export_factory import OWNER_ID, write_full_export
+from tests.fake_telegram import builders
+from tests.fake_telegram.server import FakeTelegramServer
+
+OWNER = builders.user(OWNER_ID, "Owner")
+
+
+def test_first_adapter_always_serves() -> None:
+    assert decide(3.0, None, 0.01).promote
+
+
+def test_candidate_must_gain_the_threshold() -> None:
+    assert decide(2.0, 2.5, 0.01).promote
+    kept = decide(2.495, 2.5, 0.01)
+    assert not kept.promote and "2.495" in kept.reason and "2.500" in kept.reason
+    assert not decide(2.6, 2.5, 0.01).promote
+
+
+def _services(app: Application) -> Services:  # type: ignore[type-arg]
+    services = app.bot_data["services"]
+    assert isinstance(services, Services)
+    return services
+
+
+async def test_promote_rollback_and_list(
+    settings: Settings, fake_telegram: FakeTelegramServer, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    first = make_adapter(tiny_model_dir, tmp_path / "a1", seed=1, system_prompt="one")
+    second = make_adapter(tiny_model_dir, tmp_path / "a2", seed=2, system_prompt="two")
+    async with running_clone(settings) as app:
+        services = _services(app)
+        await add_adapter(services.db, None, str(first), {"eval_loss": 2.0}, promoted=True)
+        await add_adapter(services.db, None, str(second), {"eval_loss": 2.5}, promoted=False)
+
+        async def ask(command: str) -> str:
+            fake_telegram.send_command(OWNER, command)
+            reply = await fake_telegram.wait_for_message(OWNER_ID, timeout=30)
+            return str(reply["text"])
+
+        listing = await ask("/adapters")
+        assert len(listing.splitlines()) == 2
+        assert listing.startswith("#2 candidate — eval_loss 2.500")
+        assert "#1 serving — eval_loss 2.000" in listing
+        assert await ask("/promote 2") == "Adapter #2 is live."
+        assert services.engine.adapter_dir == second
+        assert (await current_adapter(services.db)).adapter_id == 2  # type: ignore[union-attr]
+        assert await ask("/promote 2") == "Adapter #2 is already serving."
+        assert await ask("/rollback") == "Adapter #1 is live."
+        assert services.engine.adapter_dir == first
+        assert (await ask("/promote 9")).startswith("There is no adapter #9.")
+        assert await ask("/rollback") == "There is no earlier adapter to roll back to."
+
+
+async def test_a_worse_run_is_kept_as_a_candidate(tmp_path: Path, tiny_model_dir: Path) -> None:
+    db = await Database.open(tmp_path / "data" / "tgclone.sqlite3")
+    await import_export(db, write_full_export(tmp_path / "result.json", conversations=8))
+    said: list[str] = []
+
+    async def notify(text: str) -> None:
+        said.append(text)
+
+    def settings(**values: object) -> Settings:
+        base: dict[str, object] = {
+            "data_dir": tmp_path / "data",
+            "base_model": str(tiny_model_dir),
+            "train_eval_steps": 4,
+            "train_batch_size": 2,
+            "train_grad_accum": 1,
+            "train_max_length": 256,
+            "train_logging_steps": 1,
+        }
+        return Settings(_env_file=None, **{**base, **values})  # type: ignore[arg-type]
+
+    try:
+        good = settings(train_max_steps=12, train_learning_rate=5e-3)
+        first = await RetrainService(good, db, None, notify).run("command")
+        assert first is not None and first.status == "succeeded", said
+        assert "no adapter was serving" in said[-1]
+        # A run that barely moves from the base model cannot beat the trained adapter.
+        weak = settings(train_max_steps=4, train_learning_rate=1e-9)
+        second = await RetrainService(weak, db, None, notify).run("command")
+        assert second is not None and second.status == "succeeded", said
+        adapters = await list_adapters(db)
+        serving = await current_adapter(db)
+    finally:
+        await db.close()
+    assert serving is not None and serving.run_id == first.run_id
+    assert [a.promoted for a in adapters] == [False, True]
+    kept = adapters[0].metrics
+    assert kept["gate_eval_loss"] > kept["gate_serving_eval_loss"]
+    assert f"candidate #{adapters[0].adapter_id}" in said[-1]
+    assert f"/promote {adapters[0].adapter_id}" in said[-1]

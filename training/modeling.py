@@ -1,0 +1,55 @@
+"""Loading a base model for inference: 4-bit NF4 on CUDA, float32 on CPU.
+
+Serving (bot/engine) and adapter scoring (training/evaluate) load models the same way, so an
+adapter is judged on the numbers it will serve with.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+Device = Literal["auto", "cpu", "cuda"]
+PAD_TOKEN = "<|endoftext|>"
+
+
+def resolve_device(device: Device) -> Literal["cpu", "cuda"]:
+    """'auto' becomes cuda when a GPU is there, else cpu."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def load_base_model(base_model: str, device: Device = "auto") -> Any:
+    """The base model in eval mode: NF4 4-bit (double quant, bf16 compute) on CUDA."""
+    import torch
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    if resolve_device(device) == "cuda":
+        quant = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.bfloat16,
+        )
+        model = AutoModelForCausalLM.from_pretrained(
+            base_model, quantization_config=quant, dtype=torch.bfloat16, device_map={"": 0}
+        )
+    else:
+        model = AutoModelForCausalLM.from_pretrained(base_model, dtype=torch.float32)
+    return model.eval()
+
+
+def load_adapter_tokenizer(adapter_dir: Path, base_model: str) -> PreTrainedTokenizerBase:
+    """The tokenizer saved beside the adapter (else the base model's), pad = <|endoftext|>."""
+    from transformers import AutoTokenizer
+
+    source = adapter_dir if (adapter_dir / "tokenizer_config.json").exists() else None
+    tokenizer = AutoTokenizer.from_pretrained(str(source or base_model))
+    tokenizer.pad_token = PAD_TOKEN
+    return tokenizer
