@@ -23,6 +23,7 @@ from telegram.ext import (
 
 from bot.const import (
     CMD_ADAPTERS,
+    CMD_CANCEL,
     CMD_COLLECT,
     CMD_FORGET,
     CMD_HELP,
@@ -39,7 +40,7 @@ from bot.context import CloneContext, set_services
 from bot.engine import CloneEngine, GenerationOverrides
 from bot.handlers.access import gate
 from bot.handlers.adapters import adapters, promote, rollback
-from bot.handlers.admin import retrain, stats
+from bot.handlers.admin import cancel, retrain, stats
 from bot.handlers.chat import reply_as_clone
 from bot.handlers.collect import (
     collect_group_message,
@@ -58,6 +59,7 @@ from bot.handlers.errors import on_error
 from bot.handlers.start import start
 from bot.handlers.upload import import_upload
 from bot.retrain import RetrainService
+from bot.run_status import owner_status_factory
 from bot.scheduler import build_scheduler, parse_cron
 from bot.services import Services
 from bot.settings import Settings
@@ -73,6 +75,7 @@ PUBLIC_COMMANDS = [
 OWNER_COMMANDS = [
     *PUBLIC_COMMANDS,
     BotCommand(CMD_RETRAIN, "Train a new adapter now"),
+    BotCommand(CMD_CANCEL, "Stop the running training"),
     BotCommand(CMD_STATS, "Data and training figures"),
     BotCommand(CMD_PAUSE, "Pause live collection"),
     BotCommand(CMD_RESUME, "Resume live collection"),
@@ -119,6 +122,7 @@ def build_application(settings: Settings) -> AnyApplication:
     # Group 0: commands, buttons, uploads, then talk with the clone.
     application.add_handler(CommandHandler([CMD_START, CMD_HELP], start))
     application.add_handler(CommandHandler(CMD_RETRAIN, retrain))
+    application.add_handler(CommandHandler(CMD_CANCEL, cancel))
     application.add_handler(CommandHandler(CMD_STATS, stats))
     application.add_handler(CommandHandler(CMD_COLLECT, collect))
     application.add_handler(CommandHandler(CMD_PAUSE, pause))
@@ -162,7 +166,13 @@ def _post_init(settings: Settings) -> Any:
             except TelegramError:
                 logger.warning("could not message the owner", exc_info=True)
 
-        retrain_service = RetrainService(settings, db, engine, notify_owner)
+        retrain_service = RetrainService(
+            settings,
+            db,
+            engine,
+            notify_owner,
+            status_for_run=owner_status_factory(application.bot, settings.owner_id),
+        )
         scheduler = build_scheduler(settings, retrain_service)
         scheduler.start()
         set_services(

@@ -13,6 +13,7 @@ CMD_FORGET = "forget"
 CMD_ADAPTERS = "adapters"
 CMD_PROMOTE = "promote"
 CMD_ROLLBACK = "rollback"
+CMD_CANCEL = "cancel"
 
 OWNER_COMMANDS = frozenset(
     {CMD_RETRAIN, CMD_STATS, CMD_COLLECT, CMD_PAUSE, CMD_RESUME, CMD_FORGET}

@@ -58,15 +58,22 @@ class RetrainService:
         engine: CloneEngine | None,
         notify: Notify,
         on_event: OnEvent | None = None,
+        status_for_run: Callable[[int], OnEvent] | None = None,
     ) -> None:
-        """`engine` None: nothing serves in this process (the CLI), adapters are only recorded."""
+        """`engine` None: nothing serves in this process (the CLI), adapters are only recorded.
+
+        `on_event` gets every trainer event; `status_for_run(run_id)` makes a per-run callback
+        (the bot's edited status message).
+        """
         self._settings = settings
         self._db = db
         self._engine = engine
         self._notify = notify
         self._on_event = on_event
+        self._status_for_run = status_for_run
         self._lock = asyncio.Lock()
         self._runner: LocalRunner | None = None
+        self._cancel_requested = False
 
     @property
     def busy(self) -> bool:
@@ -77,10 +84,14 @@ class RetrainService:
         if self.busy or await active_run(self._db) is not None:
             raise RunAlreadyActiveError("a training run is already in progress")
 
-    async def cancel(self) -> None:
-        """Stop the running training process, if any."""
+    async def cancel(self) -> bool:
+        """Stop the run in progress, at whatever stage it is; False when none is running."""
+        if not self.busy:
+            return False
+        self._cancel_requested = True
         if self._runner is not None:
-            self._runner.cancel()
+            self._runner.cancel()  # a child not started yet is stopped at its first event
+        return True
 
     async def run(self, trigger: str) -> TrainingRun | None:
         """Train a new adapter from everything stored, and make it live if it succeeds.
@@ -91,6 +102,7 @@ class RetrainService:
             logger.info("skipping %s run: another run is in progress", trigger)
             return None
         async with self._lock:
+            self._cancel_requested = False
             run_id = await create_run(self._db, trigger)
             logger.info("training run %d started by %s", run_id, trigger)
             await self._notify(f"Training run #{run_id} started ({trigger}).")
@@ -114,20 +126,31 @@ class RetrainService:
 
     async def _train(self, run_id: int) -> None:
         prepared = await prepare_run(self._db, self._settings, run_id)
+        if self._cancel_requested:
+            await self._cancelled(run_id)
+            return
         await mark_run_running(self._db, run_id, None, str(prepared.run_dir))
         runner = self._runner = LocalRunner()
+        status = self._status_for_run(run_id) if self._status_for_run else None
 
         async def on_event(event: dict[str, Any]) -> None:
             if event.get("event") == "start":
                 await mark_run_running(self._db, run_id, runner.pid, str(prepared.run_dir))
+                if self._cancel_requested:
+                    runner.cancel()
             if self._on_event is not None:
                 await self._on_event(event)
+            if status is not None:
+                await status(event)
 
         try:
             outcome = await runner.run(prepared.config_path, prepared.log_path, on_event=on_event)
         finally:
             self._runner = None
         result = outcome.result
+        if outcome.error == "cancelled":
+            await self._cancelled(run_id)
+            return
         if outcome.returncode != 0 or result is None:
             error = outcome.error or f"training exited with code {outcome.returncode}"
             await finish_run(self._db, run_id, "failed", {}, error)
@@ -163,6 +186,12 @@ class RetrainService:
         await self._notify(
             f"Training run #{run_id} finished: {describe_metrics(metrics)} ({sizes}); "
             f"{decision.reason}. {live}"
+        )
+
+    async def _cancelled(self, run_id: int) -> None:
+        await finish_run(self._db, run_id, "cancelled", {}, "cancelled by the owner")
+        await self._notify(
+            f"Training run #{run_id} was cancelled; the current adapter keeps serving."
         )
 
     async def _gate(self, candidate: Path, prepared: PreparedRun) -> GateDecision:

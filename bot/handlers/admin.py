@@ -36,6 +36,17 @@ async def retrain(update: Update, context: CloneContext) -> None:
     services.scheduler.add_job(services.retrain.run, args=["command"], id=RETRAIN_JOB_ID)
 
 
+async def cancel(update: Update, context: CloneContext) -> None:
+    """Stop the training run in progress; the serving adapter stays."""
+    message = update.effective_message
+    if message is None:
+        return
+    if not await context.services.retrain.cancel():
+        await message.reply_text("No training run is in progress.")
+        return
+    await message.reply_text("Stopping the training run…")
+
+
 async def stats(update: Update, context: CloneContext) -> None:
     """Messages, owner messages, training samples and the last run."""
     message = update.effective_message
