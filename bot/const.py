@@ -16,7 +16,18 @@ CMD_ROLLBACK = "rollback"
 CMD_CANCEL = "cancel"
 
 OWNER_COMMANDS = frozenset(
-    {CMD_RETRAIN, CMD_STATS, CMD_COLLECT, CMD_PAUSE, CMD_RESUME, CMD_FORGET}
+    {
+        CMD_RETRAIN,
+        CMD_CANCEL,
+        CMD_STATS,
+        CMD_COLLECT,
+        CMD_PAUSE,
+        CMD_RESUME,
+        CMD_FORGET,
+        CMD_ADAPTERS,
+        CMD_PROMOTE,
+        CMD_ROLLBACK,
+    }
 )
 """Commands only the owner may run; the access gate enforces it."""
 

@@ -50,13 +50,14 @@ async def test_allowed_user_chats_but_cannot_administer(
     settings: Settings, fake_telegram: FakeTelegramServer
 ) -> None:
     async with running_clone(settings):
-        fake_telegram.send_command(FRIEND, "/retrain")
-        fake_telegram.send_command(FRIEND, "/stats")
+        for command in sorted(OWNER_COMMANDS):
+            fake_telegram.send_command(FRIEND, f"/{command} 1")
         fake_telegram.send_document(FRIEND, b"{}", "result.json")
         fake_telegram.send_text(FRIEND, "hi there")
-        await fake_telegram.wait_until(lambda: len(_texts(fake_telegram, ALLOWED_ID)) >= 4)
+        expected = len(OWNER_COMMANDS) + 2
+        await fake_telegram.wait_until(lambda: len(_texts(fake_telegram, ALLOWED_ID)) >= expected)
     texts = _texts(fake_telegram, ALLOWED_ID)
-    assert texts.count(REFUSE_OWNER_ONLY) == 3
+    assert texts.count(REFUSE_OWNER_ONLY) == len(OWNER_COMMANDS) + 1
     assert any("owner has not trained me" in t for t in texts)
     assert not fake_telegram.calls_to("getFile")
 
