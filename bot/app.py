@@ -29,6 +29,7 @@ from bot.const import (
     CMD_HELP,
     CMD_PAUSE,
     CMD_PROMOTE,
+    CMD_RESET,
     CMD_RESUME,
     CMD_RETRAIN,
     CMD_ROLLBACK,
@@ -56,7 +57,7 @@ from bot.handlers.collection_controls import (
     resume,
 )
 from bot.handlers.errors import on_error
-from bot.handlers.start import start
+from bot.handlers.start import reset, start
 from bot.handlers.upload import import_upload
 from bot.retrain import RetrainService
 from bot.run_status import owner_status_factory
@@ -71,6 +72,7 @@ logger = logging.getLogger(__name__)
 PUBLIC_COMMANDS = [
     BotCommand(CMD_START, "What this bot is"),
     BotCommand(CMD_HELP, "What this bot is"),
+    BotCommand(CMD_RESET, "Start a new conversation"),
 ]
 OWNER_COMMANDS = [
     *PUBLIC_COMMANDS,
@@ -121,6 +123,7 @@ def build_application(settings: Settings) -> AnyApplication:
     application.add_handler(TypeHandler(Update, gate), group=-1)
     # Group 0: commands, buttons, uploads, then talk with the clone.
     application.add_handler(CommandHandler([CMD_START, CMD_HELP], start))
+    application.add_handler(CommandHandler(CMD_RESET, reset))
     application.add_handler(CommandHandler(CMD_RETRAIN, retrain))
     application.add_handler(CommandHandler(CMD_CANCEL, cancel))
     application.add_handler(CommandHandler(CMD_STATS, stats))

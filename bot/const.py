@@ -14,6 +14,7 @@ CMD_ADAPTERS = "adapters"
 CMD_PROMOTE = "promote"
 CMD_ROLLBACK = "rollback"
 CMD_CANCEL = "cancel"
+CMD_RESET = "reset"
 
 OWNER_COMMANDS = frozenset(
     {

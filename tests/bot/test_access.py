@@ -87,6 +87,6 @@ async def test_owner_gets_owner_command_menu(
         await fake_telegram.wait_until(lambda: fake_telegram.my_commands(owner_scope))
     public = {c["command"] for c in fake_telegram.my_commands()}
     owner = {c["command"] for c in fake_telegram.my_commands(owner_scope)}
-    assert public == {"start", "help"}
+    assert public == {"start", "help", "reset"}
     # Every owner command is in the owner's menu, except /collect, which is sent in groups.
-    assert owner == {"start", "help"} | (OWNER_COMMANDS - {"collect"})
+    assert owner == {"start", "help", "reset"} | (OWNER_COMMANDS - {"collect"})
