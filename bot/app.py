@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,7 @@ from bot.const import (
     FORGET_CALLBACK_PREFIX,
 )
 from bot.context import CloneContext, set_services
-from bot.engine import CloneEngine, GenerationOverrides
+from bot.engine import CloneEngine, GenerationOverrides, ReplyEngine
 from bot.handlers.access import gate
 from bot.handlers.adapters import adapters, promote, rollback
 from bot.handlers.admin import cancel, retrain, stats
@@ -59,6 +60,7 @@ from bot.handlers.collection_controls import (
 from bot.handlers.errors import on_error
 from bot.handlers.start import reset, start
 from bot.handlers.upload import import_upload
+from bot.reply_scheduler import ReplyScheduler
 from bot.retrain import RetrainService
 from bot.run_status import owner_status_factory
 from bot.scheduler import build_scheduler, parse_cron
@@ -90,7 +92,24 @@ OWNER_COMMANDS = [
 AnyApplication = Application[Any, Any, Any, Any, Any, Any]
 
 
-def build_application(settings: Settings) -> AnyApplication:
+EngineFactory = Callable[[Settings], ReplyEngine]
+
+
+def default_engine(settings: Settings) -> ReplyEngine:
+    """Base model + adapter in this process."""
+    return CloneEngine(
+        device=settings.engine_device,
+        overrides=GenerationOverrides(
+            do_sample=settings.generation_do_sample,
+            max_new_tokens=settings.generation_max_new_tokens,
+            temperature=settings.generation_temperature,
+        ),
+    )
+
+
+def build_application(
+    settings: Settings, engine_factory: EngineFactory = default_engine
+) -> AnyApplication:
     """The configured PTB application; its services start in post_init."""
     parse_cron(settings)  # a bad RETRAIN_CRON fails here, before any connection
     application = (
@@ -101,7 +120,7 @@ def build_application(settings: Settings) -> AnyApplication:
         .local_mode(settings.telegram_local_mode)
         .context_types(ContextTypes(context=CloneContext))
         .concurrent_updates(True)  # one chat's generation never holds up another chat
-        .post_init(_post_init(settings))
+        .post_init(_post_init(settings, engine_factory))
         .post_shutdown(_post_shutdown)
         .build()
     )
@@ -148,20 +167,13 @@ def build_application(settings: Settings) -> AnyApplication:
     return application
 
 
-def _post_init(settings: Settings) -> Any:
+def _post_init(settings: Settings, engine_factory: EngineFactory) -> Any:
     async def post_init(application: AnyApplication) -> None:
         db = await Database.open(settings.database_path)
         stale = await fail_stale_runs(db, "the bot stopped while this run was in progress")
         if stale:
             logger.warning("marked %d unfinished training run(s) as failed", stale)
-        engine = CloneEngine(
-            device=settings.engine_device,
-            overrides=GenerationOverrides(
-                do_sample=settings.generation_do_sample,
-                max_new_tokens=settings.generation_max_new_tokens,
-                temperature=settings.generation_temperature,
-            ),
-        )
+        engine = engine_factory(settings)
 
         async def notify_owner(text: str) -> None:
             try:
@@ -180,7 +192,14 @@ def _post_init(settings: Settings) -> Any:
         scheduler.start()
         set_services(
             application,
-            Services(settings, db, engine, retrain_service, scheduler),
+            Services(
+                settings,
+                db,
+                engine,
+                retrain_service,
+                scheduler,
+                ReplyScheduler(settings.reply_quiet_seconds),
+            ),
         )
         await _set_commands(application, settings)
         adapter = await current_adapter(db)
@@ -205,6 +224,7 @@ async def _post_shutdown(application: AnyApplication) -> None:
     if not isinstance(services, Services):
         return
     services.scheduler.shutdown(wait=False)
+    await services.replies.close()
     await services.retrain.cancel()
     await services.engine.close()
     await services.db.close()

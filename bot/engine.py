@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from training.chat_format import ChatMessage, CloneSpec, load_clone_spec, render_prompt
 from training.config import GenerationSettings
@@ -25,6 +25,22 @@ logger = logging.getLogger(__name__)
 
 IM_END = "<|im_end|>"
 END_OF_TEXT = "<|endoftext|>"
+
+
+class ReplyEngine(Protocol):
+    """What the bot needs of an engine (the in-process one below, or a stand-in in tests)."""
+
+    @property
+    def has_adapter(self) -> bool: ...
+
+    @property
+    def adapter_dir(self) -> Path | None: ...
+
+    async def load_adapter(self, adapter_dir: Path) -> None: ...
+
+    async def generate(self, history: Sequence[ChatMessage]) -> str: ...
+
+    async def close(self) -> None: ...
 
 
 class NoAdapterError(RuntimeError):

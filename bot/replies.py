@@ -20,3 +20,17 @@ def split_message(text: str, limit: int = MAX_MESSAGE_CHARS) -> list[str]:
     if rest:
         chunks.append(rest)
     return [c for c in chunks if c]
+
+
+MAX_PARTS = 5
+"""A reply split into lines never becomes more messages than this; the rest stays together."""
+
+
+def reply_parts(text: str, *, split_lines: bool) -> list[str]:
+    """The messages a reply is sent as: one per line (the owner's bursts) or one in all."""
+    if not split_lines:
+        return split_message(text)
+    lines = [line.strip() for line in text.split("\n") if line.strip()]
+    if len(lines) > MAX_PARTS:
+        lines = [*lines[: MAX_PARTS - 1], "\n".join(lines[MAX_PARTS - 1 :])]
+    return [chunk for line in lines for chunk in split_message(line)]

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from bot.engine import CloneEngine
+from bot.engine import ReplyEngine
 from bot.quality_gate import GateDecision, decide
 from bot.run_setup import PreparedRun, RunSetupError, prepare_run
 from bot.settings import Settings
@@ -55,7 +55,7 @@ class RetrainService:
         self,
         settings: Settings,
         db: Database,
-        engine: CloneEngine | None,
+        engine: ReplyEngine | None,
         notify: Notify,
         on_event: OnEvent | None = None,
         status_for_run: Callable[[int], OnEvent] | None = None,

@@ -6,10 +6,12 @@ from dataclasses import dataclass
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from bot.engine import CloneEngine
+from bot.engine import ReplyEngine
+from bot.reply_scheduler import ReplyScheduler
 from bot.retrain import RetrainService
 from bot.settings import Settings
 from storage.db import Database
+from storage.models import CloneTurn
 
 
 @dataclass
@@ -18,6 +20,7 @@ class Services:
 
     settings: Settings
     db: Database
-    engine: CloneEngine
+    engine: ReplyEngine
     retrain: RetrainService
     scheduler: AsyncIOScheduler
+    replies: ReplyScheduler[CloneTurn]

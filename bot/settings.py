@@ -72,6 +72,12 @@ class Settings(BaseSettings):
     generation_max_new_tokens: int | None = None
     generation_temperature: float | None = None
     engine_device: Literal["auto", "cpu", "cuda"] = "auto"
+    reply_quiet_seconds: float = Field(
+        1.5, ge=0, description="Wait this long after a user's last message before replying."
+    )
+    reply_split_lines: bool = Field(
+        True, description="Send each line of a reply as its own message, as the owner writes."
+    )
 
     @field_validator("allowed_user_ids", mode="before")
     @classmethod

@@ -1,39 +1,41 @@
 """Import a Telegram Desktop export into the corpus: all of it in one transaction, or nothing.
 
-Parsing is synchronous, so it runs in a worker thread one batch at a time while the event
-loop keeps serving; rows go to SQLite as tuples, one ``executemany`` per batch, inside the
-single import transaction.
+Parsing is synchronous, so it runs in a worker thread, or for a big JSON export in a child
+process (see :mod:`storage.import_pipeline`), while the event loop keeps serving; the next
+batch is read while the last one is written. Rows go to SQLite as tuples, one
+``executemany`` per batch, inside the single import transaction.
 Re-importing the same export inserts nothing (``(chat_id, message_id)`` is unique).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
 import logging
 from collections import Counter
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, tzinfo
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import aiosqlite
 
-from storage import errors
+from storage import errors, import_pipeline
 from storage.db import Database, now_unix
-from storage.export_archive import inspect_export
+from storage.export_archive import ExportSource, inspect_export
 from storage.export_format import SKIP_REASONS, skip_reason
 from storage.export_html import HtmlExportParser
-from storage.export_parser import ExportParser, Item
+from storage.export_parser import ExportParser
+from storage.import_pipeline import IMPORT_BATCH_SIZE, BatchSource, ChildSource, InProcessSource
 from storage.messages import save_chats
 from storage.models import ChatRecord, ImportProgress, ImportReport
 
 logger = logging.getLogger(__name__)
 
-IMPORT_BATCH_SIZE = 5_000
+__all__ = ["IMPORT_BATCH_SIZE", "file_sha256", "import_export"]
+
 HASH_CHUNK_BYTES = 1 << 20
 
 INSERT_IMPORT = """
@@ -54,20 +56,6 @@ INSERT_EXPORT_MESSAGE = """
     )
     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'export')
 """
-
-
-class Parser(Protocol):
-    """What the importer reads from either export format."""
-
-    owner_id: int | None
-    file_owner_id: int | None
-    unreadable_messages: int
-    bytes_read: int
-
-    @property
-    def bytes_total(self) -> int: ...
-
-    def items(self) -> Generator[Item, None, None]: ...
 
 
 async def import_export(
@@ -100,11 +88,38 @@ async def import_export(
     """
     name = file_name or path.name
     _check_not_empty(path, name)
-    sha256 = await asyncio.to_thread(file_sha256, path)
     source = await asyncio.to_thread(inspect_export, path, name)
-    parser: Parser
+    rows = _open_rows(path, source, owner_id, owner_name, name, local_tz)
+    try:
+        # The child (if any) parses while the file is hashed.
+        sha256 = await asyncio.to_thread(file_sha256, path)
+        report = await _import_rows(db, rows, sha256, name, owner_id, progress)
+    finally:
+        await asyncio.to_thread(rows.close)
+    logger.info(
+        "Imported %s (import %d): %d chats, %d messages (%d new, %d owner's), skipped %s",
+        name,
+        report.import_id,
+        report.chats,
+        report.messages,
+        report.new_messages,
+        report.owner_messages,
+        report.skipped,
+    )
+    return report
+
+
+def _open_rows(
+    path: Path,
+    source: ExportSource,
+    owner_id: int | None,
+    owner_name: str | None,
+    name: str,
+    local_tz: tzinfo,
+) -> BatchSource:
+    """The parser for the export's format: big JSON in a child process, the rest here."""
     if source.format == "html":
-        parser = HtmlExportParser(
+        html = HtmlExportParser(
             path,
             source,
             owner_name=owner_name,
@@ -112,51 +127,57 @@ async def import_export(
             file_name=name,
             local_tz=local_tz,
         )
-    else:
-        parser = ExportParser(
-            path, owner_id=owner_id, file_name=name, local_tz=local_tz, source=source
-        )
-    tally = _Tally()
-    items = parser.items()
-    try:
-        async with db.transaction() as conn:
-            import_id = await _insert_import(conn, sha256, name, owner_id)
-            while batch := await asyncio.to_thread(
-                _next_batch, parser, items, (import_id,), tally
-            ):
-                await save_chats(conn, batch.chats)
-                tally.new_messages += await _insert_rows(conn, batch.rows)
-                _report(progress, batch.bytes_read, parser.bytes_total, tally)
-            assert parser.owner_id is not None  # the parser raises when it cannot tell
-            if tally.owner_messages == 0 and parser.file_owner_id is None:
-                # Single-chat export: a wrong --owner-id is the likely cause.
-                raise errors.NoOwnerMessagesError(name, parser.owner_id, tally.messages)
-            report = ImportReport(
-                import_id=import_id,
-                file_sha256=sha256,
-                chats=tally.chats,
-                messages=tally.messages,
-                owner_messages=tally.owner_messages,
-                new_messages=tally.new_messages,
-                already_present=tally.messages - tally.new_messages,
-                skipped={reason: tally.skipped[reason] for reason in SKIP_REASONS},
-            )
-            await _finish_import(conn, report, parser.owner_id, parser.unreadable_messages)
-    finally:
-        # A cancelled import can leave a worker thread inside the parser; it ends on its own.
-        with contextlib.suppress(ValueError):
-            items.close()
-    _report(progress, parser.bytes_total, parser.bytes_total, tally)
-    logger.info(
-        "Imported %s (import %d): %d chats, %d messages (%d new, %d owner's), skipped %s",
-        name,
-        import_id,
-        report.chats,
-        report.messages,
-        report.new_messages,
-        report.owner_messages,
-        report.skipped,
+        return InProcessSource(html)
+    if source.uncompressed_size >= import_pipeline.PIPELINE_MIN_BYTES:
+        return ChildSource(path, source, owner_id=owner_id, file_name=name, local_tz=local_tz)
+    json_parser = ExportParser(
+        path, owner_id=owner_id, file_name=name, local_tz=local_tz, source=source
     )
+    return InProcessSource(json_parser)
+
+
+async def _import_rows(
+    db: Database,
+    rows: BatchSource,
+    sha256: str,
+    name: str,
+    owner_id: int | None,
+    progress: Callable[[ImportProgress], None] | None,
+) -> ImportReport:
+    """Write every batch of ``rows`` in one transaction; the next batch is read meanwhile."""
+    tally = _Tally()
+    async with db.transaction() as conn:
+        import_id = await _insert_import(conn, sha256, name, owner_id)
+        suffix = (import_id,)
+        reading = asyncio.ensure_future(asyncio.to_thread(_next_batch, rows, suffix))
+        try:
+            while batch := await reading:
+                reading = asyncio.ensure_future(asyncio.to_thread(_next_batch, rows, suffix))
+                await save_chats(conn, batch.chats)
+                tally.add(batch)
+                tally.new_messages += await _insert_rows(conn, batch.rows)
+                _report(progress, batch.bytes_read, rows.bytes_total, tally)
+        finally:
+            # A worker thread still reading ends on its own (the caller's close() ends it);
+            # an error it raised after a failed write is not the one to report.
+            reading.cancel()
+            reading.add_done_callback(_ignore_outcome)
+        assert rows.owner_id is not None  # the parser raises when it cannot tell
+        if tally.owner_messages == 0 and rows.file_owner_id is None:
+            # Single-chat export: a wrong --owner-id is the likely cause.
+            raise errors.NoOwnerMessagesError(name, rows.owner_id, tally.messages)
+        report = ImportReport(
+            import_id=import_id,
+            file_sha256=sha256,
+            chats=tally.chats,
+            messages=tally.messages,
+            owner_messages=tally.owner_messages,
+            new_messages=tally.new_messages,
+            already_present=tally.messages - tally.new_messages,
+            skipped={reason: tally.skipped[reason] for reason in SKIP_REASONS},
+        )
+        await _finish_import(conn, report, rows.owner_id, rows.unreadable_messages)
+    _report(progress, rows.bytes_total, rows.bytes_total, tally)
     return report
 
 
@@ -170,7 +191,7 @@ def file_sha256(path: Path) -> str:
 
 
 class _Tally:
-    """Running counts of one import (updated by the worker thread between batches)."""
+    """Running counts of one import (updated on the event loop, one batch at a time)."""
 
     def __init__(self) -> None:
         self.chats = 0
@@ -179,14 +200,22 @@ class _Tally:
         self.new_messages = 0
         self.skipped: Counter[str] = Counter()
 
+    def add(self, batch: _Batch) -> None:
+        self.chats += len(batch.chats)
+        self.messages += len(batch.rows)
+        self.owner_messages += batch.owner_messages
+        self.skipped.update(batch.skipped)
+
 
 @dataclass(frozen=True)
 class _Batch:
-    """The next rows to write: new chats first, then message rows ending in the import id."""
+    """The next rows to write (ending in the import id) and what they count for the report."""
 
     chats: list[ChatRecord]
     rows: list[tuple[Any, ...]]
     bytes_read: int
+    owner_messages: int
+    skipped: Counter[str]
 
 
 def _check_not_empty(path: Path, name: str) -> None:
@@ -198,33 +227,23 @@ def _check_not_empty(path: Path, name: str) -> None:
         raise errors.EmptyExportError(name)
 
 
-def _next_batch(
-    parser: Parser, items: Iterator[Item], suffix: tuple[int], tally: _Tally
-) -> _Batch | None:
-    """Parse up to IMPORT_BATCH_SIZE messages and count them (runs in a worker thread)."""
-    chats: list[ChatRecord] = []
-    rows: list[tuple[Any, ...]] = []
-    append = rows.append
+def _next_batch(rows: BatchSource, suffix: tuple[int]) -> _Batch | None:
+    """Read the next batch and count it (runs in a worker thread)."""
+    batch = rows.next_batch()
+    if batch is None:
+        return None
+    stored: list[tuple[Any, ...]] = []
+    append = stored.append
     owner = 0
-    skipped = tally.skipped
-    for item in items:
-        if isinstance(item, ChatRecord):
-            chats.append(item)
-            continue
-        append(item + suffix)
-        _, _, _, _, is_owner, _, text, kind, _, forwarded_from, via_bot = item
+    skipped: Counter[str] = Counter()
+    for row in batch.rows:
+        append(row + suffix)
+        _, _, _, _, is_owner, _, text, kind, _, forwarded_from, via_bot = row
         owner += is_owner
         reason = skip_reason(kind, text, forwarded_from, via_bot)
         if reason is not None:
             skipped[reason] += 1
-        if len(rows) >= IMPORT_BATCH_SIZE:
-            break
-    if not chats and not rows:
-        return None
-    tally.chats += len(chats)
-    tally.messages += len(rows)
-    tally.owner_messages += owner
-    return _Batch(chats, rows, parser.bytes_read)
+    return _Batch(batch.chats, stored, batch.bytes_read, owner, skipped)
 
 
 async def _insert_rows(conn: aiosqlite.Connection, rows: list[tuple[Any, ...]]) -> int:
@@ -244,6 +263,11 @@ def _encodable(row: tuple[Any, ...]) -> tuple[Any, ...]:
         value.encode("utf-8", "replace").decode("utf-8") if isinstance(value, str) else value
         for value in row
     )
+
+
+def _ignore_outcome(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()  # marks it retrieved: no "exception was never retrieved" log
 
 
 def _report(

@@ -1,5 +1,8 @@
 """Typed settings for dataset building, training and generation.
 
+``DatasetConfig`` lives in ``training.dataset_config`` (it grew its own module) and is
+re-exported here, so ``from training.config import DatasetConfig`` keeps working.
+
 Single fields are checked on construction (all problems of one object reported at once);
 combinations are checked by ``validate()``, which also collects every problem and raises one
 ``ValueError``. ``to_dict()``/``from_dict()`` give JSON-safe round trips, so a ``TrainConfig``
@@ -10,32 +13,29 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
+from training.config_checks import raise_if as _raise_if
+from training.config_checks import unknown_keys as _unknown_keys
+from training.dataset_config import (
+    DEFAULT_FILLER_REPLIES,
+    DEFAULT_SYSTEM_PROMPT,
+    DatasetConfig,
+)
+
+__all__ = [
+    "DEFAULT_BASE_MODEL",
+    "DEFAULT_FILLER_REPLIES",
+    "DEFAULT_SYSTEM_PROMPT",
+    "DatasetConfig",
+    "GenerationSettings",
+    "TrainConfig",
+]
+
 DEFAULT_BASE_MODEL = "Qwen/Qwen2.5-7B-Instruct"
-DEFAULT_SYSTEM_PROMPT = (
-    "You are the owner of this Telegram account. Reply to the last message exactly as the "
-    "owner would: same language, tone, length and habits."
-)
-DEFAULT_FILLER_REPLIES = frozenset(
-    {"ок", "ok", "okay", "спасибо", "спс", "+", "👍", "хорошо", "да", "нет", "ага"}
-)
 Quantization = Literal["auto", "4bit", "none"]
 QUANTIZATION_CHOICES: tuple[Quantization, ...] = ("auto", "4bit", "none")
-
-
-def _raise_if(problems: list[str], what: str) -> None:
-    if problems:
-        raise ValueError(f"invalid {what}: " + "; ".join(problems))
-
-
-def _unknown_keys(cls: type, data: dict[str, Any]) -> None:
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ValueError(f"{cls.__name__}: unknown keys {unknown}; known keys are {sorted(known)}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -103,83 +103,6 @@ class GenerationSettings:
         """Inverse of ``to_dict``; unknown keys are an error."""
         _unknown_keys(cls, data)
         return cls(**data)
-
-
-@dataclass(frozen=True, kw_only=True)
-class DatasetConfig:
-    """How the owner's messages become training conversations."""
-
-    system_prompt: str = DEFAULT_SYSTEM_PROMPT
-    """System message put first in every sample (and saved in clone.json for serving)."""
-    session_gap: timedelta = timedelta(minutes=30)
-    """A silence longer than this (days included) starts a new conversation."""
-    min_reply_words: int = 5
-    """Owner replies with fewer words count as short (see ``drop_short``)."""
-    filler_replies: frozenset[str] = DEFAULT_FILLER_REPLIES
-    """Lower-case replies that carry no style ("ok", "+"); matched after trimming punctuation."""
-    drop_filler: bool = True
-    """Drop owner replies found in ``filler_replies``."""
-    drop_short: bool = True
-    """Drop owner replies shorter than ``min_reply_words`` words."""
-    drop_emoji_only: bool = True
-    """Drop owner replies made only of emoji (and spaces/punctuation)."""
-    eval_fraction: float = 0.1
-    """Share of conversations held out for evaluation, in [0, 1)."""
-    split_seed: int = 0
-    """Changes which conversations land in the eval split, deterministically."""
-    max_pairs_per_sample: int = 16
-    """Long conversations are cut into samples of at most this many (user, owner) pairs."""
-
-    def __post_init__(self) -> None:
-        _raise_if(self._field_problems(), "DatasetConfig")
-
-    def _field_problems(self) -> list[str]:
-        problems = []
-        if not self.system_prompt.strip():
-            problems.append("system_prompt must not be empty")
-        if self.session_gap <= timedelta(0):
-            problems.append(f"session_gap must be positive, got {self.session_gap}")
-        if self.min_reply_words < 0:
-            problems.append(f"min_reply_words must be >= 0, got {self.min_reply_words}")
-        if not 0 <= self.eval_fraction < 1:
-            problems.append(f"eval_fraction must be in [0, 1), got {self.eval_fraction}")
-        if self.max_pairs_per_sample < 1:
-            problems.append(f"max_pairs_per_sample must be >= 1, got {self.max_pairs_per_sample}")
-        not_lower = sorted(f for f in self.filler_replies if f != f.strip().lower())
-        if not_lower:
-            problems.append(f"filler_replies must be lower-case and trimmed: {not_lower}")
-        return problems
-
-    def problems(self) -> list[str]:
-        """Every problem of this object, combinations included (empty when valid)."""
-        problems = self._field_problems()
-        if self.drop_filler and not self.filler_replies:
-            problems.append("drop_filler is on but filler_replies is empty")
-        if self.drop_short and self.min_reply_words == 0:
-            problems.append("drop_short is on but min_reply_words is 0: nothing would be short")
-        return problems
-
-    def validate(self) -> None:
-        """Raise one ``ValueError`` listing every problem."""
-        _raise_if(self.problems(), "DatasetConfig")
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-safe form (the gap in seconds, the filler set as a sorted list)."""
-        data = dataclasses.asdict(self)
-        data["session_gap"] = self.session_gap.total_seconds()
-        data["filler_replies"] = sorted(self.filler_replies)
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> DatasetConfig:
-        """Inverse of ``to_dict``; unknown keys are an error."""
-        _unknown_keys(cls, data)
-        values = dict(data)
-        if "session_gap" in values:
-            values["session_gap"] = timedelta(seconds=float(values["session_gap"]))
-        if "filler_replies" in values:
-            values["filler_replies"] = frozenset(values["filler_replies"])
-        return cls(**values)
 
 
 @dataclass(frozen=True, kw_only=True)

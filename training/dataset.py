@@ -1,32 +1,48 @@
-"""Owner's messages -> sessions -> conversations -> cleaned multi-turn samples.
+"""Owner's messages -> conversations -> cleaned multi-turn samples -> a time-ordered split.
 
-Every message or turn left out is counted under its reason in ``DatasetBuild.drops``:
-message-level reasons (the kind, forwarded, via_bot, empty) count messages; reply-level
-reasons (filler, emoji_only, short_reply, no_prompt) count owner turns; prompt_without_reply
-counts user turns that lost their answer. Message text is never logged.
+The pipeline, one chat at a time (memory holds one chat's messages plus the samples made so
+far, so the builder can stream a million stored messages):
+
+1. message rules (``filters.message_drop_reason``): kinds without typed text (service, media,
+   poll, call, other), forwarded, via_bot, empty; then ``technical`` (a message that is only
+   timestamps or export placeholders) and the privacy scrub (``training.privacy``);
+2. sessions, group neighbourhoods and turns (``training.conversations``);
+3. pair rules and duplicates (``training.samples.PairCleaner``);
+4. windows that fit ``max_seq_tokens`` and end on an owner reply (``training.samples``);
+5. the split: the most recent ~``eval_fraction`` of conversations (by start) are held out.
+
+Every message, pair or turn left out is counted under its reason in ``DatasetBuild.drops``:
+message-level reasons count messages, pair-level reasons count pairs (see
+``training.samples``). Message text is never logged.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import os
-from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from storage.models import MessageRecord
-from training.chat_format import ChatMessage, Role, build_messages
 from training.config import DatasetConfig
-from training.filters import clean_text, message_drop_reason, reply_drop_reason
+from training.conversations import Line, group_segments, sessions, to_conversations
+from training.filters import clean_text, message_drop_reason, strip_technical, word_count
+from training.privacy import scrub
+from training.samples import PairCleaner, Sample, TokenCounter, windows
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 logger = logging.getLogger(__name__)
 
-Sample = list[ChatMessage]
+__all__ = ["DatasetBuild", "Sample", "build_dataset", "fingerprint", "read_jsonl", "write_jsonl"]
 
 
 @dataclass(frozen=True)
@@ -37,158 +53,165 @@ class DatasetBuild:
     eval: list[Sample]
     drops: dict[str, int]
     conversations: int
+    """Conversations that gave at least one sample (a long one gives several windows)."""
     fingerprint: str
     stats: dict[str, int] = field(default_factory=dict)
+    dropped_reply_words: dict[str, list[int]] = field(default_factory=dict)
+    """Word counts of the owner replies dropped by each pair rule (for the length report)."""
+    chat_replies: dict[int, int] = field(default_factory=dict)
+    """Owner replies kept per chat id (which chats the clone learns most from)."""
+    eval_fingerprint: str = ""
+    """sha256 of the eval set alone; equal values mean comparable eval losses."""
 
 
 @dataclass(frozen=True)
-class _Conversation:
+class _Built:
     chat_id: int
     start: datetime
-    turns: list[ChatMessage]
+    samples: list[Sample]
 
 
-def _sessions(
-    messages: Sequence[MessageRecord], config: DatasetConfig
-) -> list[list[MessageRecord]]:
-    """Cut one chat's kept messages (sorted by date) where the silence exceeds the gap."""
-    sessions: list[list[MessageRecord]] = []
-    previous: MessageRecord | None = None
+def _chat_groups(messages: Iterable[MessageRecord]) -> Iterator[list[MessageRecord]]:
+    """Each chat's messages, one chat at a time.
+
+    A list (or other sequence) is grouped here whatever its order. Any other iterable must
+    arrive grouped by ascending chat id, as storage reads it (``ORDER BY chat_id, ...``), so
+    only one chat is ever held in memory; a chat id that goes back is an error.
+    """
+    if isinstance(messages, Sequence):
+        ids = [m.chat_id for m in messages]
+        if any(a > b for a, b in itertools.pairwise(ids)):
+            messages = sorted(messages, key=lambda m: m.chat_id)
+    current: list[MessageRecord] = []
     for message in messages:
-        # Compare whole timedeltas: `.seconds` would ignore the days of a long silence.
-        if previous is None or message.date - previous.date > config.session_gap:
-            sessions.append([])
-        sessions[-1].append(message)
-        previous = message
-    return sessions
+        if current and message.chat_id != current[0].chat_id:
+            if message.chat_id < current[0].chat_id:
+                raise ValueError(
+                    "build_dataset: a streamed corpus must be ordered by chat_id (storage "
+                    "order); pass a list to have it grouped"
+                )
+            yield current
+            current = []
+        current.append(message)
+    if current:
+        yield current
 
 
-def _merge_turns(session: Sequence[MessageRecord]) -> list[ChatMessage]:
-    """Consecutive messages of one side become one turn, joined with newlines.
-
-    In groups, messages of different non-owners in a row form one user turn.
-    """
-    turns: list[ChatMessage] = []
-    for message in session:
-        role: Role = "assistant" if message.is_owner else "user"
-        text = clean_text(message.text)
-        if turns and turns[-1]["role"] == role:
-            turns[-1]["content"] += "\n" + text
-        else:
-            turns.append({"role": role, "content": text})
-    return turns
-
-
-def _clean_turns(
-    turns: Sequence[ChatMessage], config: DatasetConfig, drops: Counter[str]
-) -> list[ChatMessage]:
-    """Keep (user, owner) pairs whose owner reply teaches style; end on an owner turn.
-
-    A dropped owner reply takes its user turn with it rather than leaving two user turns in
-    a row: the owner never answered that prompt, so the clone must not learn to answer it as
-    if merged into the next one.
-    """
-    kept: list[ChatMessage] = []
-    pending_prompt: ChatMessage | None = None
-    for turn in turns:
-        if turn["role"] == "user":
-            pending_prompt = turn
-            continue
-        if pending_prompt is None:
-            drops["no_prompt"] += 1
-            continue
-        reason = reply_drop_reason(turn["content"], config)
-        if reason is None:
-            kept += [pending_prompt, turn]
-        else:
+def _lines(
+    chat: Sequence[MessageRecord], config: DatasetConfig, drops: Counter[str]
+) -> list[Line]:
+    """The chat's trainable messages in time order, cleaned and scrubbed (drops counted)."""
+    lines = []
+    for message in sorted(chat, key=lambda m: (m.date, m.message_id)):
+        reason = message_drop_reason(message, config)
+        if reason is not None:
             drops[reason] += 1
-            drops["prompt_without_reply"] += 1
-        pending_prompt = None
-    if pending_prompt is not None:
-        drops["prompt_without_reply"] += 1
-    return kept
+            continue
+        text = clean_text(message.text)
+        if config.drop_technical:
+            text = strip_technical(text)
+            if not text:
+                drops["technical"] += 1
+                continue
+        words = word_count(text)  # before the scrub: "<PHONE>" is not the owner's word
+        lines.append(Line(message, scrub(text) if config.scrub_private_data else text, words))
+    return lines
 
 
-def _windows(turns: list[ChatMessage], max_pairs: int) -> list[list[ChatMessage]]:
-    size = 2 * max_pairs
-    return [turns[i : i + size] for i in range(0, len(turns), size)]
+def _split(built: list[_Built], fraction: float) -> tuple[list[_Built], list[_Built]]:
+    """Hold out the most recent conversations (by start): style drifts, and a random split
+    would put near-duplicates of one period on both sides. At least one conversation on each
+    side when there are two or more."""
+    ordered = sorted(built, key=lambda b: (b.start, b.chat_id))  # stable: generation order
+    count = len(ordered)
+    held_out = round(count * fraction)
+    held_out = min(max(held_out, 1), count - 1) if count >= 2 else 0
+    return ordered[: count - held_out], ordered[count - held_out :]
 
 
-def _eval_score(key: tuple[int, datetime], seed: int) -> float:
-    text = f"{seed}:{key[0]}:{key[1].isoformat()}"
-    return int(hashlib.sha256(text.encode()).hexdigest()[:12], 16) / 16**12
-
-
-def _split(
-    conversations: Sequence[_Conversation], config: DatasetConfig
-) -> tuple[list[_Conversation], list[_Conversation]]:
-    """Deterministic split by conversation (all windows of one go to the same side); at least
-    one conversation on each side when there are two or more."""
-    keys = sorted({(c.chat_id, c.start) for c in conversations})
-    scores = {key: _eval_score(key, config.split_seed) for key in keys}
-    eval_keys = {key for key in keys if scores[key] < config.eval_fraction}
-    if len(keys) >= 2:
-        if not eval_keys:
-            eval_keys.add(min(keys, key=scores.__getitem__))
-        if len(eval_keys) == len(keys):
-            eval_keys.discard(max(keys, key=scores.__getitem__))
-    train = [c for c in conversations if (c.chat_id, c.start) not in eval_keys]
-    held_out = [c for c in conversations if (c.chat_id, c.start) in eval_keys]
-    return train, held_out
+def _digest(*splits: tuple[str, Sequence[Sample]]) -> str:
+    digest = hashlib.sha256()
+    for name, samples in splits:
+        digest.update(f"[{name}]\n".encode())
+        for sample in samples:
+            line = json.dumps(sample, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+            digest.update(line.encode("utf-8") + b"\n")
+    return digest.hexdigest()
 
 
 def fingerprint(train: Sequence[Sample], held_out: Sequence[Sample]) -> str:
-    """sha256 of the canonical JSON of both splits."""
-    canonical = json.dumps(
-        {"train": train, "eval": held_out},
-        ensure_ascii=False,
-        sort_keys=True,
-        separators=(",", ":"),
-    )
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    """sha256 over the canonical JSON of every sample of both splits (streamed, not joined)."""
+    return _digest(("train", train), ("eval", held_out))
 
 
-def build_dataset(messages: Iterable[MessageRecord], config: DatasetConfig) -> DatasetBuild:
-    """Turn stored messages into train/eval conversation samples (system prompt first)."""
+def eval_fingerprint(held_out: Sequence[Sample]) -> str:
+    """sha256 of the eval set alone."""
+    return _digest(("eval", held_out))
+
+
+def build_dataset(
+    messages: Iterable[MessageRecord],
+    config: DatasetConfig,
+    tokenizer: PreTrainedTokenizerBase | None = None,
+) -> DatasetBuild:
+    """Turn stored messages into train/eval conversation samples (system prompt first).
+
+    Args:
+        messages: the corpus; a list in any order, or an iterable in storage order
+            (grouped by ascending chat id), which is consumed one chat at a time.
+        config: the dataset rules.
+        tokenizer: measures ``max_seq_tokens`` exactly (through ``chat_format.render``);
+            without it the ``chars_per_token`` estimate is used.
+    """
     config.validate()
-    drops: Counter[str] = Counter()
-    per_chat: dict[int, list[MessageRecord]] = defaultdict(list)
-    seen = 0
-    for message in messages:
-        seen += 1
-        reason = message_drop_reason(message)
-        if reason is None:
-            per_chat[message.chat_id].append(message)
-        else:
-            drops[reason] += 1
+    counter = TokenCounter(config, tokenizer)
+    cleaner = PairCleaner(config)
+    drops = cleaner.drops
+    built: list[_Built] = []
+    chat_replies: dict[int, int] = {}
+    stats: Counter[str] = Counter()
+    for chat in _chat_groups(messages):
+        chat_id = chat[0].chat_id
+        stats["messages_seen"] += len(chat)
+        lines = _lines(chat, config, drops)
+        if not lines:
+            continue
+        stats["chats"] += 1
+        stats["messages_kept"] += len(lines)
+        cleaner.new_chat(chat_id)
+        is_group = chat_id < 0
+        by_id = {line.record.message_id: line for line in lines} if is_group else {}
+        replies = 0
+        for session in sessions(lines, config):
+            stats["sessions"] += 1
+            if is_group:
+                segments = list(group_segments(session, by_id, config.group_context_messages))
+                used = {id(line) for segment in segments for line in segment}
+                stats["group_messages_out_of_context"] += sum(
+                    id(line) not in used for line in session
+                )
+            else:
+                segments = [session]
+            for segment in segments:
+                for conversation in to_conversations(segment, chat_id, config):
+                    samples = windows(cleaner.pairs(conversation), counter, drops)
+                    if samples:
+                        built.append(_Built(chat_id, conversation.start, samples))
+                        replies += sum(len(sample) // 2 for sample in samples)
+        if replies:
+            chat_replies[chat_id] = replies
 
-    conversations: list[_Conversation] = []
-    sessions_total = 0
-    for chat_id in sorted(per_chat):
-        chat = sorted(per_chat[chat_id], key=lambda m: (m.date, m.message_id))
-        for session in _sessions(chat, config):
-            sessions_total += 1
-            turns = _clean_turns(_merge_turns(session), config, drops)
-            for window in _windows(turns, config.max_pairs_per_sample):
-                conversations.append(_Conversation(chat_id, session[0].date, window))
-
-    train_convs, eval_convs = _split(conversations, config)
-    train = [build_messages(config.system_prompt, c.turns) for c in train_convs]
-    held_out = [build_messages(config.system_prompt, c.turns) for c in eval_convs]
-    pairs = sum(len(c.turns) // 2 for c in conversations)
-    stats = {
-        "messages_seen": seen,
-        "messages_kept": sum(len(chat) for chat in per_chat.values()),
-        "chats": len(per_chat),
-        "sessions": sessions_total,
-        "samples_train": len(train),
-        "samples_eval": len(held_out),
-        "owner_turns": pairs,
-    }
+    train_part, eval_part = _split(built, config.eval_fraction)
+    train = [sample for part in train_part for sample in part.samples]
+    held_out = [sample for part in eval_part for sample in part.samples]
+    stats.update(cleaner.stats)
+    stats["samples_train"] = len(train)
+    stats["samples_eval"] = len(held_out)
+    stats["owner_turns"] = sum(chat_replies.values())
     logger.info(
         "dataset: %d messages, %d samples (%d eval), drops %s",
-        seen,
-        len(conversations),
+        stats["messages_seen"],
+        len(train) + len(held_out),
         len(held_out),
         dict(sorted(drops.items())),
     )
@@ -196,9 +219,12 @@ def build_dataset(messages: Iterable[MessageRecord], config: DatasetConfig) -> D
         train=train,
         eval=held_out,
         drops=dict(sorted(drops.items())),
-        conversations=len(conversations),
+        conversations=len(built),
         fingerprint=fingerprint(train, held_out),
-        stats=stats,
+        stats=dict(sorted(stats.items())),
+        dropped_reply_words={k: list(v) for k, v in sorted(cleaner.dropped_words.items())},
+        chat_replies=chat_replies,
+        eval_fingerprint=eval_fingerprint(held_out),
     )
 
 

@@ -22,6 +22,17 @@ _EDGE_PUNCTUATION = " \t\n.,!?…;:()'\"«»-—–)"
 # Joiners and modifiers that sit inside emoji sequences (ZWJ, variation selectors, keycap,
 # skin tones) are "Mn"/"Cf"/"Sk" or specific code points rather than "So".
 _EMOJI_GLUE = {"\u200d", "\ufe0e", "\ufe0f", "\u20e3"}
+# Media placeholders of Telegram Desktop exports (JSON and HTML, English and Russian UI).
+_PLACEHOLDER = re.compile(
+    r"\((?:File|Photo|Video|Sticker|Voice message|Audio file|Animation|Video message|"
+    r"Contact|Location|Document|Файл|Фото|Видео|Стикер|Голосовое сообщение)\b[^()\n]*\)",
+    re.IGNORECASE,
+)
+# A line that is only a date and/or time, optionally bracketed: "12:45", "[2024-01-01 10:00]".
+_TIMESTAMP_LINE = re.compile(
+    r"^\s*[\[(]?\s*(?=[\d])(?:\d{4}-\d{2}-\d{2}|\d{1,2}[./]\d{1,2}[./]\d{2,4})?"
+    r"[ T,]*(?:\d{1,2}:\d{2}(?::\d{2})?)?\s*[\])]?\s*$"
+)
 
 
 def clean_text(text: str) -> str:
@@ -31,20 +42,36 @@ def clean_text(text: str) -> str:
     return text.strip()
 
 
-def message_drop_reason(message: MessageRecord) -> str | None:
+def message_drop_reason(message: MessageRecord, config: DatasetConfig) -> str | None:
     """Why a message cannot be a training turn at all, or None to keep it.
 
-    Reasons: the message kind (service, media, poll, call, other), forwarded, via_bot, empty.
+    Reasons: the message kind (service, media, poll, call, other: no text a person typed, so
+    not switchable), forwarded (``drop_forwarded``), via_bot (a bot wrote it), empty.
     """
     if message.kind not in TEXT_KINDS:
         return message.kind
-    if message.forwarded_from is not None:
+    if message.forwarded_from is not None and config.drop_forwarded:
         return "forwarded"
     if message.via_bot is not None:
         return "via_bot"
     if not clean_text(message.text):
         return "empty"
     return None
+
+
+def strip_technical(text: str) -> str:
+    """``text`` without export placeholders and without lines that are only a timestamp.
+
+    "(File not included. Change data exporting settings to download.)", "(Photo 1280x720)",
+    a pasted "2024-01-01 10:00" line: export debris, not the owner's words. A time inside a
+    sentence ("see you at 12:45") stays.
+    """
+    if "(" in text:
+        text = _PLACEHOLDER.sub("", text)
+    if ":" in text or "-" in text or "." in text:
+        lines = [line for line in text.split("\n") if not _TIMESTAMP_LINE.match(line)]
+        text = "\n".join(lines)
+    return text.strip()
 
 
 def is_emoji_only(text: str) -> bool:
@@ -72,16 +99,28 @@ def normalize_reply(text: str) -> str:
     return stripped or text.strip().lower()
 
 
-def reply_drop_reason(text: str, config: DatasetConfig) -> str | None:
+def dedup_key(text: str) -> str:
+    """Text for near-duplicate matching: case-folded, without punctuation, symbols or emoji,
+    whitespace collapsed ("Ок, буду в 5!" and "ок буду в 5" match)."""
+    kept = [
+        char
+        for char in text.casefold()
+        if char.isalnum() or char.isspace() or unicodedata.category(char)[0] not in "PSC"
+    ]
+    return " ".join("".join(kept).split())
+
+
+def reply_drop_reason(text: str, words: int, config: DatasetConfig) -> str | None:
     """Why an owner reply (one merged turn) teaches no style, or None to keep it.
 
-    Reasons: filler ("ok", "+"), emoji_only, short_reply (fewer than ``min_reply_words``).
+    Reasons: filler ("ok", "+"), emoji_only, short_reply (``words``, the reply's word count
+    without speaker prefixes, under ``min_reply_words``).
     Filler is checked first so that "+" and "👍" count as filler, not emoji or short.
     """
     if config.drop_filler and normalize_reply(text) in config.filler_replies:
         return "filler"
     if config.drop_emoji_only and is_emoji_only(text):
         return "emoji_only"
-    if config.drop_short and word_count(text) < config.min_reply_words:
+    if config.drop_short and words < config.min_reply_words:
         return "short_reply"
     return None

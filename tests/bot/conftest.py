@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from telegram.ext import Application
 
-from bot.app import build_application
+from bot.app import EngineFactory, build_application, default_engine
 from bot.settings import Settings
 from tests.export_factory import OWNER_ID
 from tests.fake_telegram.server import FakeTelegramServer
@@ -38,18 +38,22 @@ def bot_settings(server: FakeTelegramServer, data_dir: Path, **overrides: Any) -
         "generation_do_sample": False,
         "generation_max_new_tokens": 12,
         "engine_device": "cpu",
+        "reply_quiet_seconds": 0.05,
+        "reply_split_lines": False,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
 
 @asynccontextmanager
-async def running_clone(settings: Settings) -> AsyncIterator[Application]:  # type: ignore[type-arg]
+async def running_clone(
+    settings: Settings, engine_factory: EngineFactory = default_engine
+) -> AsyncIterator[Application]:  # type: ignore[type-arg]
     """The real tgclone application, polling the fake server until the block ends.
 
     Same order as `Application.run_polling`, which is what calls post_init/post_shutdown.
     """
-    app = build_application(settings)
+    app = build_application(settings, engine_factory)
     await app.initialize()
     assert app.post_init is not None and app.post_shutdown is not None
     await app.post_init(app)

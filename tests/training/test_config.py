@@ -85,3 +85,14 @@ def test_json_round_trips() -> None:
     }
     with pytest.raises(ValueError, match="unknown keys"):
         TrainConfig.from_dict({**train.to_dict(), "lr": 1})
+
+
+def test_dataset_config_new_fields_are_checked_and_round_trip() -> None:
+    with pytest.raises(ValueError) as caught:
+        DatasetConfig(keep_short_ratio=1.5, owner_starts="ask", merge_window=timedelta(0))  # type: ignore[arg-type]
+    for name in ("keep_short_ratio", "owner_starts", "merge_window"):
+        assert name in str(caught.value)
+    with pytest.raises(ValueError, match=r"merge_window .* exceeds session_gap"):
+        DatasetConfig(merge_window=timedelta(hours=1)).validate()
+    config = DatasetConfig(merge_window=timedelta(seconds=90), dedup_scope="corpus")
+    assert DatasetConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config

@@ -1,0 +1,51 @@
+"""One reply per burst: a chat's new messages wait in its inbox and are answered together.
+
+A new message during the quiet period restarts it; one that arrives while a reply is being
+generated stays in the inbox for the next reply. Replies in a chat never overlap, and each
+takes exactly the messages that came before it, so history is stored in the order it happened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class ReplyScheduler(Generic[T]):
+    """Per-chat inboxes, debounced, drained by one reply at a time per chat."""
+
+    def __init__(self, quiet_seconds: float) -> None:
+        self._quiet = quiet_seconds
+        self._inbox: dict[int, list[T]] = {}
+        self._waiting: dict[int, asyncio.Task[None]] = {}
+        self._locks: dict[int, asyncio.Lock] = {}
+
+    def add(self, chat_id: int, item: T, reply: Callable[[list[T]], Awaitable[None]]) -> None:
+        """Put `item` in the chat's inbox and (re)start the quiet period before `reply`."""
+        self._inbox.setdefault(chat_id, []).append(item)
+        waiting = self._waiting.get(chat_id)
+        if waiting is not None and not waiting.done():
+            waiting.cancel()
+        self._waiting[chat_id] = asyncio.get_running_loop().create_task(
+            self._after_quiet(chat_id, reply)
+        )
+
+    async def _after_quiet(
+        self, chat_id: int, reply: Callable[[list[T]], Awaitable[None]]
+    ) -> None:
+        await asyncio.sleep(self._quiet)  # a cancel here is the debounce
+        if self._waiting.get(chat_id) is asyncio.current_task():
+            del self._waiting[chat_id]
+        async with self._locks.setdefault(chat_id, asyncio.Lock()):
+            items = self._inbox.pop(chat_id, [])
+            if items:
+                await reply(items)
+
+    async def close(self) -> None:
+        """Cancel replies still waiting for their quiet period."""
+        for task in self._waiting.values():
+            task.cancel()
+        self._waiting.clear()

@@ -1,0 +1,107 @@
+"""A frozen eval set, so that eval losses of successive runs can be compared.
+
+``build_dataset`` holds out the most recent conversations, so every new message moves the
+eval set and two runs' eval losses measure different things. ``freeze_eval`` pins it:
+
+* The first call (or when the store holds nothing usable) saves the build's eval set in
+  ``store_dir`` (``frozen_eval.jsonl`` + ``frozen_eval.json`` with its fingerprint) and
+  returns the build as it is.
+* Later calls reuse the saved set as long as the corpus still supports it: every owner reply
+  in it is still produced by the new build (with the same system prompt). The new build's
+  samples that share an owner reply with the frozen set are removed from training (nothing
+  evaluated is trained on); the rest, the newly recent conversations included, train.
+* When the corpus no longer supports it (the owner deleted a chat with /forget, or the
+  dataset rules changed the text), the frozen set is replaced by the new build's eval set:
+  deleted messages must not live on in a frozen file.
+
+Runs with the same ``DatasetBuild.eval_fingerprint`` were evaluated on the same samples.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import replace
+from pathlib import Path
+
+from training.dataset import (
+    DatasetBuild,
+    Sample,
+    eval_fingerprint,
+    fingerprint,
+    read_jsonl,
+    write_jsonl,
+)
+
+logger = logging.getLogger(__name__)
+
+FROZEN_SAMPLES = "frozen_eval.jsonl"
+FROZEN_META = "frozen_eval.json"
+
+
+def _replies(samples: list[Sample]) -> set[str]:
+    return {m["content"] for s in samples for m in s if m["role"] == "assistant"}
+
+
+def _load(store_dir: Path) -> list[Sample] | None:
+    try:
+        samples = read_jsonl(store_dir / FROZEN_SAMPLES)
+        meta = json.loads((store_dir / FROZEN_META).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not samples or meta.get("eval_fingerprint") != eval_fingerprint(samples):
+        return None  # a half-written or edited store is not a frozen set
+    return samples
+
+
+def _save(store_dir: Path, build: DatasetBuild) -> None:
+    store_dir.mkdir(parents=True, exist_ok=True)
+    write_jsonl(store_dir / FROZEN_SAMPLES, build.eval)
+    meta = {"eval_fingerprint": build.eval_fingerprint, "frozen_from": build.fingerprint}
+    tmp = store_dir / (FROZEN_META + ".tmp")
+    tmp.write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    os.replace(tmp, store_dir / FROZEN_META)
+
+
+def freeze_eval(build: DatasetBuild, store_dir: Path) -> DatasetBuild:
+    """The build with its eval set frozen in ``store_dir`` (see the module docstring).
+
+    ``stats["eval_frozen_reused"]`` is 1 when a saved set was reused, and
+    ``stats["train_removed_for_frozen_eval"]`` counts the samples taken out of training.
+    """
+    store_dir = Path(store_dir)
+    frozen = _load(store_dir)
+    everything = build.train + build.eval
+    system = {s[0]["content"] for s in everything}
+    supported = (
+        frozen is not None
+        and {s[0]["content"] for s in frozen} <= system
+        and _replies(frozen) <= _replies(everything)
+    )
+    if frozen is None or not supported:
+        if build.eval:
+            _save(store_dir, build)
+            logger.info("eval set frozen: %d samples", len(build.eval))
+        return replace(build, stats={**build.stats, "eval_frozen_reused": 0})
+    frozen_replies = _replies(frozen)
+    train = [
+        s
+        for s in everything
+        if not any(m["content"] in frozen_replies for m in s[1:] if m["role"] == "assistant")
+    ]
+    logger.info("frozen eval set reused: %d samples", len(frozen))
+    return replace(
+        build,
+        train=train,
+        eval=frozen,
+        fingerprint=fingerprint(train, frozen),
+        eval_fingerprint=eval_fingerprint(frozen),
+        stats={
+            **build.stats,
+            "samples_train": len(train),
+            "samples_eval": len(frozen),
+            "eval_frozen_reused": 1,
+            "train_removed_for_frozen_eval": len(everything) - len(train),
+        },
+    )

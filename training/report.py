@@ -1,0 +1,230 @@
+"""What a dataset build holds, for the owner: ``tgclone dataset report``, /stats, a histogram.
+
+``build_report`` measures a ``DatasetBuild``; ``format_report`` renders it for the terminal,
+``format_short`` in a few lines for the bot's /stats, and ``save_length_histogram`` draws the
+owner-reply lengths kept vs dropped as a PNG. Random samples shown are scrubbed of private
+data whatever the build's settings, since a report is made to be looked at and shared.
+"""
+
+from __future__ import annotations
+
+import random
+import unicodedata
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from training.config import DatasetConfig
+from training.dataset import DatasetBuild, Sample
+from training.filters import word_count
+from training.privacy import scrub
+from training.samples import TokenCounter
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+SHORT_RATIOS = (0.0, 0.25, 0.5, 1.0)
+"""``keep_short_ratio`` values whose effect on reply lengths the report shows."""
+
+
+@dataclass(frozen=True)
+class DatasetReport:
+    """Figures of one dataset build."""
+
+    samples_train: int
+    samples_eval: int
+    conversations: int
+    turns: int
+    """User and owner turns of all samples (system messages not counted)."""
+    owner_replies: int
+    tokens_total: int
+    tokens_max: int
+    tokens_exact: bool
+    """True when counted with the real tokenizer, False for the chars-per-token estimate."""
+    reply_words: tuple[int, int, int]
+    """p10, p50, p90 of owner-reply length in words."""
+    reply_chars: tuple[int, int, int]
+    """p10, p50, p90 of owner-reply length in characters."""
+    emoji_rate: float
+    """Share of owner replies with at least one emoji."""
+    drops: dict[str, int]
+    top_chats: list[tuple[int, str | None, int]]
+    """(chat id, title or None, owner replies kept), most first."""
+    random_samples: list[Sample]
+    keep_short_ratio: float
+    short_ratio_effect: dict[float, tuple[int, int, int]]
+    """p10/p50/p90 reply words if ``keep_short_ratio`` were each of ``SHORT_RATIOS``."""
+    fingerprint: str
+    kept_reply_words: list[int] = field(default_factory=list)
+    dropped_reply_words: dict[str, list[int]] = field(default_factory=dict)
+
+
+def _percentiles(values: list[int]) -> tuple[int, int, int]:
+    if not values:
+        return (0, 0, 0)
+    ordered = sorted(values)
+    last = len(ordered) - 1
+    return tuple(ordered[round(q * last)] for q in (0.1, 0.5, 0.9))  # type: ignore[return-value]
+
+
+def has_emoji(text: str) -> bool:
+    """True when the text holds an emoji (a pictographic symbol)."""
+    return any(ord(char) >= 0x2600 and unicodedata.category(char) == "So" for char in text)
+
+
+def _replies(samples: list[Sample]) -> list[str]:
+    return [m["content"] for s in samples for m in s if m["role"] == "assistant"]
+
+
+def _short_effect(
+    kept: list[int], dropped_short: list[int], minimum: int
+) -> dict[float, tuple[int, int, int]]:
+    """Reply-length percentiles had a given share of the short replies been kept."""
+    long_ones = [w for w in kept if w >= minimum]
+    short = sorted([w for w in kept if w < minimum] + dropped_short)
+    # Spread the share evenly over the short lengths (a deterministic stand-in for sampling).
+    effect = {}
+    for ratio in SHORT_RATIOS:
+        take = round(ratio * len(short))
+        step = len(short) / take if take else 0.0
+        chosen = [short[int(i * step)] for i in range(take)]
+        effect[ratio] = _percentiles(long_ones + chosen)
+    return effect
+
+
+def build_report(
+    build: DatasetBuild,
+    config: DatasetConfig,
+    tokenizer: PreTrainedTokenizerBase | None = None,
+    *,
+    random_samples: int = 3,
+    seed: int = 0,
+    chat_titles: dict[int, str] | None = None,
+) -> DatasetReport:
+    """Measure a build (tokens exactly when a tokenizer is given; see ``TokenCounter``)."""
+    samples = build.train + build.eval
+    replies = _replies(samples)
+    kept_words = [word_count(r) for r in replies]
+    counter = TokenCounter(config, tokenizer)
+    tokens = [counter.sample(s) for s in samples]
+    titles = chat_titles or {}
+    top = Counter(build.chat_replies).most_common(5)
+    rng = random.Random(seed)
+    picked = rng.sample(samples, min(random_samples, len(samples)))
+    shown = [[{"role": m["role"], "content": scrub(m["content"])} for m in s] for s in picked]
+    return DatasetReport(
+        samples_train=len(build.train),
+        samples_eval=len(build.eval),
+        conversations=build.conversations,
+        turns=sum(len(s) - 1 for s in samples),
+        owner_replies=len(replies),
+        tokens_total=sum(tokens),
+        tokens_max=max(tokens, default=0),
+        tokens_exact=tokenizer is not None,
+        reply_words=_percentiles(kept_words),
+        reply_chars=_percentiles([len(r) for r in replies]),
+        emoji_rate=sum(map(has_emoji, replies)) / len(replies) if replies else 0.0,
+        drops=dict(build.drops),
+        top_chats=[(chat, titles.get(chat), count) for chat, count in top],
+        random_samples=shown,  # type: ignore[arg-type]
+        keep_short_ratio=config.keep_short_ratio,
+        short_ratio_effect=_short_effect(
+            kept_words, build.dropped_reply_words.get("short_reply", []), config.min_reply_words
+        ),
+        fingerprint=build.fingerprint,
+        kept_reply_words=kept_words,
+        dropped_reply_words={k: list(v) for k, v in build.dropped_reply_words.items()},
+    )
+
+
+def _p(values: tuple[int, int, int]) -> str:
+    return f"p10 {values[0]} / p50 {values[1]} / p90 {values[2]}"
+
+
+def format_report(report: DatasetReport) -> str:
+    """The full report as lines of text (for ``tgclone dataset report``)."""
+    how = "tokenizer" if report.tokens_exact else "estimate"
+    lines = [
+        f"Samples: {report.samples_train} train / {report.samples_eval} eval "
+        f"from {report.conversations} conversations",
+        f"Turns: {report.turns} ({report.owner_replies} owner replies)",
+        f"Tokens ({how}): {report.tokens_total} total, longest sample {report.tokens_max}",
+        f"Owner reply words: {_p(report.reply_words)}",
+        f"Owner reply chars: {_p(report.reply_chars)}",
+        f"Replies with emoji: {report.emoji_rate:.1%}",
+        "Dropped by rule:",
+    ]
+    lines += [f"  {reason}: {count}" for reason, count in sorted(report.drops.items())] or [
+        "  nothing"
+    ]
+    lines.append(f"keep_short_ratio (now {report.keep_short_ratio:g}) -> reply words:")
+    lines += [f"  {ratio:g}: {_p(p)}" for ratio, p in report.short_ratio_effect.items()]
+    lines.append("Top chats (owner replies):")
+    for chat_id, title, count in report.top_chats:
+        lines.append(f"  {title or chat_id}: {count}" + (f" ({chat_id})" if title else ""))
+    for number, sample in enumerate(report.random_samples, start=1):
+        lines.append(f"Random sample {number}:")
+        for message in sample[1:]:
+            text = message["content"].replace("\n", " / ")
+            lines.append(f"  {message['role']}: {text[:200]}")
+    lines.append(f"Fingerprint: {report.fingerprint[:16]}")
+    return "\n".join(lines)
+
+
+def format_short(report: DatasetReport) -> str:
+    """Four lines for the bot's /stats."""
+    dropped = sum(report.drops.values())
+    top = ", ".join(f"{reason} {count}" for reason, count in _top(report.drops, 3))
+    return "\n".join(
+        [
+            f"Training samples: {report.samples_train} train / {report.samples_eval} eval "
+            f"from {report.conversations} conversations",
+            f"Owner replies: {report.owner_replies}, words {_p(report.reply_words)}",
+            f"Tokens: {report.tokens_total}; replies with emoji {report.emoji_rate:.0%}",
+            f"Filtered out: {dropped}" + (f" (most: {top})" if top else ""),
+        ]
+    )
+
+
+def _top(counts: dict[str, int], n: int) -> list[tuple[str, int]]:
+    return sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:n]
+
+
+def save_length_histogram(build_or_report: DatasetBuild | DatasetReport, path: Path) -> Path:
+    """Write a PNG histogram of owner-reply lengths in words, kept vs dropped; return it."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on a server; must precede pyplot
+    import matplotlib.pyplot as plt
+
+    if isinstance(build_or_report, DatasetReport):
+        kept = build_or_report.kept_reply_words
+        dropped_by = build_or_report.dropped_reply_words
+    else:
+        samples = build_or_report.train + build_or_report.eval
+        kept = [word_count(r) for r in _replies(samples)]
+        dropped_by = build_or_report.dropped_reply_words
+    dropped = [w for words in dropped_by.values() for w in words]
+    cap = 60  # longer replies share the last bin so the common lengths stay readable
+    bins = list(range(0, cap + 2))
+    figure, axes = plt.subplots(figsize=(8, 4.5), dpi=100)
+    try:
+        axes.hist(
+            [[min(w, cap) for w in kept], [min(w, cap) for w in dropped]],
+            bins=bins,
+            stacked=True,
+            label=[f"kept ({len(kept)})", f"dropped ({len(dropped)})"],
+            color=["#3b7dd8", "#d8573b"],
+        )
+        axes.set_xlabel(f"owner reply length, words ({cap}+ in the last bin)")
+        axes.set_ylabel("replies")
+        axes.set_title("Owner replies: kept vs dropped")
+        axes.legend()
+        figure.tight_layout()
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        figure.savefig(path, format="png")
+    finally:
+        plt.close(figure)
+    return path
