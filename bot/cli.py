@@ -113,6 +113,42 @@ def dataset_build(settings: Settings, out_dir: Path) -> int:
     return asyncio.run(go())
 
 
+def dataset_report(settings: Settings, tokenizer: str | None, png: Path | None) -> int:
+    """Print what the dataset holds and why items were left out; optionally save a histogram."""
+    from bot.run_setup import build_corpus_dataset, dataset_config
+    from storage.db import Database
+    from storage.messages import chat_titles
+    from training.report import build_report, format_report, save_length_histogram
+
+    counter = _load_tokenizer(tokenizer or settings.base_model)
+
+    async def go() -> int:
+        db = await Database.open(settings.database_path)
+        try:
+            build = await build_corpus_dataset(db, settings)
+            titles = await chat_titles(db)
+        finally:
+            await db.close()
+        report = build_report(build, dataset_config(settings), counter, chat_titles=titles)
+        print(format_report(report))
+        if png is not None:
+            print(f"histogram: {save_length_histogram(report, png)}")
+        return 0
+
+    return asyncio.run(go())
+
+
+def _load_tokenizer(source: str) -> Any:
+    """The tokenizer that counts tokens, or None (the report then estimates) if unavailable."""
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(source)
+    except (OSError, ValueError):
+        print(f"note: tokenizer {source} is not available; token counts are estimates")
+        return None
+
+
 def train(settings: Settings) -> int:
     """Train an adapter now, in the foreground, from everything stored; promote it on success."""
     from bot.retrain import RetrainService
@@ -150,6 +186,9 @@ def _parser() -> argparse.ArgumentParser:
     dataset_sub = dataset.add_subparsers(dest="dataset_command", required=True)
     build = dataset_sub.add_parser("build", help=dataset_build.__doc__)
     build.add_argument("--out", type=Path, help="output folder (default DATA_DIR/dataset)")
+    report = dataset_sub.add_parser("report", help=dataset_report.__doc__)
+    report.add_argument("--tokenizer", help="tokenizer to count with (default BASE_MODEL's)")
+    report.add_argument("--png", type=Path, help="save the reply-length histogram here")
     tr = sub.add_parser("train", help=train.__doc__)
     tr.add_argument("--base-model", dest="base_model")
     for setting in TRAIN_OVERRIDES:
@@ -186,6 +225,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_bot(settings)
     if args.command == "import":
         return import_file(settings, args.path, args.owner_id, args.owner_name)
+    if args.command == "dataset" and args.dataset_command == "report":
+        return dataset_report(settings, args.tokenizer, args.png)
     if args.command == "dataset":
         return dataset_build(settings, args.out or settings.data_dir / "dataset")
     if args.command == "train":

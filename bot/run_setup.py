@@ -9,10 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from bot.settings import Settings
+from storage.corpus_reader import iter_corpus_rows
 from storage.db import Database
-from storage.messages import load_corpus
-from training.config import DatasetConfig, TrainConfig
+from training.config import DEFAULT_MAX_LENGTH, DatasetConfig, TrainConfig
 from training.dataset import DatasetBuild, build_dataset, write_jsonl
+from training.frozen_eval import freeze_eval
 
 TRAIN_OVERRIDES: dict[str, str] = {
     "train_learning_rate": "learning_rate",
@@ -58,8 +59,12 @@ class PreparedRun:
 
 
 def dataset_config(settings: Settings) -> DatasetConfig:
-    """The dataset settings of this deployment."""
-    return DatasetConfig(system_prompt=settings.system_prompt, session_gap=settings.session_gap)
+    """The dataset settings of this deployment; samples fit the training max_length."""
+    return DatasetConfig(
+        system_prompt=settings.system_prompt,
+        session_gap=settings.session_gap,
+        max_seq_tokens=settings.train_max_length or DEFAULT_MAX_LENGTH,
+    )
 
 
 def train_config(settings: Settings, run_dir: Path, build: DatasetBuild) -> TrainConfig:
@@ -92,14 +97,17 @@ def train_config(settings: Settings, run_dir: Path, build: DatasetBuild) -> Trai
 
 
 async def build_corpus_dataset(db: Database, settings: Settings) -> DatasetBuild:
-    """Build the dataset from every stored message, off the event loop."""
-    corpus = await load_corpus(db)
-    return await asyncio.to_thread(build_dataset, corpus, dataset_config(settings))
+    """Build the dataset from every stored message, streamed, off the event loop."""
+    config = dataset_config(settings)
+    return await asyncio.to_thread(lambda: build_dataset(iter_corpus_rows(db.path), config))
 
 
 async def prepare_run(db: Database, settings: Settings, run_id: int) -> PreparedRun:
     """Write train.jsonl, eval.jsonl and train_config.json into a fresh run directory."""
     build = await build_corpus_dataset(db, settings)
+    # The eval set stays the same across runs while its replies are still in the data, so
+    # eval_loss of successive runs (and the quality gate) compare like with like.
+    build = await asyncio.to_thread(freeze_eval, build, settings.data_dir / "eval")
     if not build.train or not build.eval:
         raise NotEnoughDataError(
             f"Not enough conversations to train on yet ({len(build.train)} for training, "

@@ -61,6 +61,10 @@ SELECT_CORPUS_NEXT_PAGE = f"""
     LIMIT ?
 """
 
+SELECT_CHAT_TITLES = """
+    SELECT chat_id, title FROM chats WHERE title IS NOT NULL
+"""
+
 SELECT_COUNTS = """
     SELECT
         (SELECT COUNT(*) FROM chats) AS chats,
@@ -185,3 +189,9 @@ def _message_record(row: aiosqlite.Row) -> MessageRecord:
         via_bot=row["via_bot"],
         source=cast(MessageSource, row["source"]),
     )
+
+
+async def chat_titles(db: Database) -> dict[int, str]:
+    """Every chat's title, for reports (chats without a title are left out)."""
+    async with db.read() as conn, conn.execute(SELECT_CHAT_TITLES) as cursor:
+        return {int(row[0]): str(row[1]) for row in await cursor.fetchall()}

@@ -20,6 +20,7 @@ from training.config_checks import raise_if as _raise_if
 from training.config_checks import unknown_keys as _unknown_keys
 from training.dataset_config import (
     DEFAULT_FILLER_REPLIES,
+    DEFAULT_MAX_LENGTH,
     DEFAULT_SYSTEM_PROMPT,
     DatasetConfig,
 )
@@ -27,6 +28,7 @@ from training.dataset_config import (
 __all__ = [
     "DEFAULT_BASE_MODEL",
     "DEFAULT_FILLER_REPLIES",
+    "DEFAULT_MAX_LENGTH",
     "DEFAULT_SYSTEM_PROMPT",
     "DatasetConfig",
     "GenerationSettings",
@@ -151,7 +153,7 @@ class TrainConfig:
     """Stop after this many evaluations without an eval_loss improvement."""
     early_stopping_threshold: float = 0.01
     """Smallest eval_loss decrease that counts as an improvement."""
-    max_length: int = 1024
+    max_length: int = DEFAULT_MAX_LENGTH
     """Longest sample in tokens; older turn pairs are dropped to fit."""
     max_steps: int = -1
     """Stop after this many optimiser steps; -1 means run ``num_train_epochs``."""

@@ -14,6 +14,9 @@ from typing import Any, Literal
 
 from training.config_checks import raise_if, unknown_keys
 
+DEFAULT_MAX_LENGTH = 1024
+"""Tokens per training sample (TrainConfig.max_length); dataset windows are fitted to it."""
+
 DEFAULT_SYSTEM_PROMPT = (
     "You are the owner of this Telegram account. Reply to the last message exactly as the "
     "owner would: same language, tone, length and habits."
@@ -74,7 +77,7 @@ class DatasetConfig:
     something else" failure) or put ``neutral_prompt`` before it."""
     neutral_prompt: str = "…"
     """The user turn put before an unprompted owner turn when ``owner_starts`` asks for it."""
-    max_seq_tokens: int = 1024
+    max_seq_tokens: int = DEFAULT_MAX_LENGTH
     """Longest sample in tokens (system prompt included); older pairs are left out to fit."""
     chars_per_token: float = 2.5
     """Token estimate without a tokenizer: characters per token (Qwen2.5 averages about 2.5-3

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import tempfile
+from pathlib import Path
 
 from telegram import Update
 
 from bot.const import RETRAIN_JOB_ID
 from bot.context import CloneContext
 from bot.retrain import RunAlreadyActiveError, describe_metrics
-from bot.run_setup import build_corpus_dataset
+from bot.run_setup import build_corpus_dataset, dataset_config
 from storage.collection import collection_paused
-from storage.messages import corpus_counts
+from storage.messages import chat_titles, corpus_counts
 from storage.runs import current_adapter, latest_run
+from training.report import build_report, format_short, save_length_histogram
 
 logger = logging.getLogger(__name__)
 
@@ -48,19 +52,20 @@ async def cancel(update: Update, context: CloneContext) -> None:
 
 
 async def stats(update: Update, context: CloneContext) -> None:
-    """Messages, owner messages, training samples and the last run."""
+    """Messages, the training data, the last run; `/stats data` adds the length histogram."""
     message = update.effective_message
     if message is None:
         return
     services = context.services
     counts = await corpus_counts(services.db)
     build = await build_corpus_dataset(services.db, services.settings)
-    dropped = sum(build.drops.values())
+    report = build_report(
+        build, dataset_config(services.settings), chat_titles=await chat_titles(services.db)
+    )
     lines = [
         f"Chats: {counts.chats}",
         f"Messages: {counts.messages} ({counts.owner_messages} yours)",
-        f"Training samples: {len(build.train)} train / {len(build.eval)} eval "
-        f"from {build.conversations} conversations; {dropped} items filtered out",
+        format_short(report),
     ]
     run = await latest_run(services.db)
     if run is None:
@@ -75,5 +80,11 @@ async def stats(update: Update, context: CloneContext) -> None:
     paused = await collection_paused(services.db)
     lines.append(f"Live collection: {'paused (/resume)' if paused else 'on'}")
     adapter = await current_adapter(services.db)
-    lines.append("Serving adapter: " + (f"from run #{adapter.run_id}" if adapter else "none"))
+    lines.append("Serving adapter: " + (f"#{adapter.adapter_id}" if adapter else "none"))
     await message.reply_text("\n".join(lines))
+    if context.args and context.args[0].lower() == "data":
+        with tempfile.TemporaryDirectory() as folder:
+            png = await asyncio.to_thread(
+                save_length_histogram, report, Path(folder) / "reply-lengths.png"
+            )
+            await message.reply_photo(png.read_bytes(), caption="Owner reply lengths (words)")

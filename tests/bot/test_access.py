@@ -75,6 +75,7 @@ async def test_owner_stats_and_no_adapter_notice(
             OWNER_ID, lambda m: "no adapter has been trained" in m.get("text", "")
         )
     assert "Messages: 0 (0 yours)" in stats["text"]
+    assert "Training samples: 0 train / 0 eval" in stats["text"]
     assert "Last run: none yet" in stats["text"]
     assert "/retrain" in notice["text"]
 

@@ -13,6 +13,7 @@ import pytest
 from tests.bad_exports import BAD_EXPORTS, BadExport, zipped
 from tests.export_factory import write_full_export
 from tests.html_exports import FIXTURES, HTML_OWNER_NAME
+from tests.tiny_model import TOKENIZER_DIR
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -120,3 +121,16 @@ def test_html_export_needs_the_owner_name(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "yours)" in done.stdout and "(0 yours)" not in done.stdout
+
+
+def test_dataset_report_counts_with_the_real_tokenizer_and_draws_lengths(tmp_path: Path) -> None:
+    export = write_full_export(tmp_path / "result.json", conversations=6)
+    data = tmp_path / "data"
+    assert tgclone("import", str(export), data_dir=data).returncode == 0
+    png = tmp_path / "lengths.png"
+    done = tgclone(
+        "dataset", "report", "--tokenizer", str(TOKENIZER_DIR), "--png", str(png), data_dir=data
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Samples: " in done.stdout and "(tokenizer)" in done.stdout
+    assert png.read_bytes().startswith(b"\x89PNG")

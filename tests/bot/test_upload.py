@@ -145,3 +145,20 @@ async def test_local_bot_api_server_lifts_the_download_limit(tmp_path: Path) -> 
             reply = await server.wait_for_message(OWNER_ID, _is_final, timeout=30)
     # getFile answered an absolute path on the server's disk: only a local read can succeed.
     assert "New: 14, already present: 0" in reply["text"]
+
+
+async def test_stats_data_sends_the_reply_length_histogram(
+    settings: Settings, fake_telegram: FakeTelegramServer
+) -> None:
+    export = json.dumps(full_export(conversations=6), ensure_ascii=False).encode()
+    async with running_clone(settings):
+        fake_telegram.send_document(OWNER, export, "result.json")
+        await fake_telegram.wait_for_message(OWNER_ID, _is_final, timeout=30)
+        fake_telegram.send_command(OWNER, "/stats data")
+        stats = await fake_telegram.wait_for_message(
+            OWNER_ID, lambda m: str(m.get("text", "")).startswith("Chats:")
+        )
+        await fake_telegram.wait_until(lambda: fake_telegram.calls_to("sendPhoto"), timeout=30)
+    assert "Training samples: " in stats["text"] and "Serving adapter: none" in stats["text"]
+    photo = fake_telegram.calls_to("sendPhoto")[0]
+    assert photo["caption"] == "Owner reply lengths (words)"
