@@ -93,10 +93,12 @@ def dataset_build(settings: Settings, out_dir: Path) -> int:
     from storage.db import Database
     from training.dataset import write_jsonl
 
+    counter = _optional_tokenizer(settings.base_model)
+
     async def go() -> int:
         db = await Database.open(settings.database_path)
         try:
-            build = await build_corpus_dataset(db, settings)
+            build = await build_corpus_dataset(db, settings, counter)
         finally:
             await db.close()
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -120,12 +122,12 @@ def dataset_report(settings: Settings, tokenizer: str | None, png: Path | None) 
     from storage.messages import chat_titles
     from training.report import build_report, format_report, save_length_histogram
 
-    counter = _load_tokenizer(tokenizer or settings.base_model)
+    counter = _optional_tokenizer(tokenizer or settings.base_model)
 
     async def go() -> int:
         db = await Database.open(settings.database_path)
         try:
-            build = await build_corpus_dataset(db, settings)
+            build = await build_corpus_dataset(db, settings, counter)
             titles = await chat_titles(db)
         finally:
             await db.close()
@@ -138,13 +140,13 @@ def dataset_report(settings: Settings, tokenizer: str | None, png: Path | None) 
     return asyncio.run(go())
 
 
-def _load_tokenizer(source: str) -> Any:
-    """The tokenizer that counts tokens, or None (the report then estimates) if unavailable."""
-    from transformers import AutoTokenizer
+def _optional_tokenizer(source: str) -> Any:
+    """The tokenizer that counts tokens, or None (counts are then estimates) if unavailable."""
+    from bot.run_setup import RunSetupError, load_tokenizer
 
     try:
-        return AutoTokenizer.from_pretrained(source)
-    except (OSError, ValueError):
+        return load_tokenizer(source)
+    except RunSetupError:
         print(f"note: tokenizer {source} is not available; token counts are estimates")
         return None
 

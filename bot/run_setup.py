@@ -11,6 +11,7 @@ from typing import Any
 from bot.settings import Settings
 from storage.corpus_reader import iter_corpus_rows
 from storage.db import Database
+from storage.messages import corpus_counts
 from training.config import DEFAULT_MAX_LENGTH, DatasetConfig, TrainConfig
 from training.dataset import DatasetBuild, build_dataset, write_jsonl
 from training.frozen_eval import freeze_eval
@@ -37,6 +38,12 @@ TRAIN_OVERRIDES: dict[str, str] = {
     "train_seed": "seed",
 }
 """Settings (TRAIN_* in the environment, flags of `tgclone train`) → TrainConfig fields."""
+
+
+NOT_ENOUGH_DATA = (
+    "Not enough conversations to train on yet ({train} for training, {eval} for evaluation; "
+    "at least one of each is needed). Send me a Telegram export with more of your chats."
+)
 
 
 class RunSetupError(Exception):
@@ -96,23 +103,45 @@ def train_config(settings: Settings, run_dir: Path, build: DatasetBuild) -> Trai
     return config
 
 
-async def build_corpus_dataset(db: Database, settings: Settings) -> DatasetBuild:
-    """Build the dataset from every stored message, streamed, off the event loop."""
+async def build_corpus_dataset(
+    db: Database, settings: Settings, tokenizer: Any = None
+) -> DatasetBuild:
+    """Build the dataset from every stored message, streamed, off the event loop.
+
+    With `tokenizer` the windows are fitted to max_length exactly; without it (quick
+    figures such as /stats) the builder estimates token counts.
+    """
     config = dataset_config(settings)
-    return await asyncio.to_thread(lambda: build_dataset(iter_corpus_rows(db.path), config))
+    return await asyncio.to_thread(
+        lambda: build_dataset(iter_corpus_rows(db.path), config, tokenizer=tokenizer)
+    )
+
+
+def load_tokenizer(base_model: str) -> Any:
+    """The base model's tokenizer (only its small files are fetched, never the weights)."""
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(base_model)
+    except (OSError, ValueError) as exc:
+        raise RunSetupError(
+            f"The tokenizer of BASE_MODEL={base_model!r} could not be loaded ({exc}); set "
+            "BASE_MODEL to a model id on the Hugging Face hub or a local model folder."
+        ) from exc
 
 
 async def prepare_run(db: Database, settings: Settings, run_id: int) -> PreparedRun:
     """Write train.jsonl, eval.jsonl and train_config.json into a fresh run directory."""
-    build = await build_corpus_dataset(db, settings)
+    if (await corpus_counts(db)).owner_messages == 0:
+        raise NotEnoughDataError(NOT_ENOUGH_DATA.format(train=0, eval=0))
+    tokenizer = await asyncio.to_thread(load_tokenizer, settings.base_model)
+    build = await build_corpus_dataset(db, settings, tokenizer)
     # The eval set stays the same across runs while its replies are still in the data, so
     # eval_loss of successive runs (and the quality gate) compare like with like.
     build = await asyncio.to_thread(freeze_eval, build, settings.data_dir / "eval")
     if not build.train or not build.eval:
         raise NotEnoughDataError(
-            f"Not enough conversations to train on yet ({len(build.train)} for training, "
-            f"{len(build.eval)} for evaluation; at least one of each is needed). "
-            "Send me a Telegram export with more of your chats."
+            NOT_ENOUGH_DATA.format(train=len(build.train), eval=len(build.eval))
         )
     run_dir = settings.runs_dir / f"run-{run_id:04d}"
     run_dir.mkdir(parents=True, exist_ok=True)

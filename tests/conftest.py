@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,9 @@ import pytest
 from tests.tiny_model import TOKENIZER_DIR, build_tiny_model_dir
 
 pytest_plugins = ["tests.fake_telegram.fixtures"]
+
+# Nothing is ever fetched from a model hub in tests (CI has no internet): fail fast instead.
+os.environ["HF_HUB_OFFLINE"] = "1"
 
 
 # --- training fixtures: a tiny random Qwen2 and the real Qwen2.5-Instruct tokenizer ---------

@@ -19,7 +19,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def tgclone(*args: str, data_dir: Path) -> subprocess.CompletedProcess[str]:
-    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "HOME": str(data_dir)}
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "PYTHONPATH": str(ROOT),
+        "HOME": str(data_dir),
+        "HF_HUB_OFFLINE": "1",
+    }
     return subprocess.run(
         [sys.executable, "-m", "bot.cli", "--data-dir", str(data_dir), *args],
         cwd=data_dir.parent,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
@@ -16,6 +17,7 @@ from storage.db import Database
 from storage.importer import import_export
 from storage.runs import add_adapter, create_run, current_adapter, latest_run
 from tests.export_factory import write_full_export
+from tests.tiny_model import TOKENIZER_DIR
 
 
 @pytest.fixture
@@ -55,13 +57,14 @@ async def test_failed_training_keeps_the_serving_adapter(db: Database, tmp_path:
     await import_export(db, write_full_export(tmp_path / "result.json", conversations=6))
     serving_run = await create_run(db, "cli")
     await add_adapter(db, serving_run, str(tmp_path / "serving"), {"eval_loss": 2.0}, True)
-    settings = _settings(
-        tmp_path, base_model=str(tmp_path / "no-such-model"), train_logging_steps=1
-    )
+    # Its tokenizer loads (the dataset is built), its weights do not: the child process fails.
+    broken_model = tmp_path / "tokenizer-only-model"
+    shutil.copytree(TOKENIZER_DIR, broken_model)
+    settings = _settings(tmp_path, base_model=str(broken_model), train_logging_steps=1)
     inbox = Inbox()
     run = await RetrainService(settings, db, None, inbox).run("command")
     assert run is not None and run.status == "failed"
-    assert run.error and "no-such-model" in run.error
+    assert run.error and "tokenizer-only-model" in run.error
     adapter = await current_adapter(db)
     assert adapter is not None and adapter.path == str(tmp_path / "serving")
     assert "failed" in inbox.texts[-1] and "keeps its current adapter" in inbox.texts[-1]
