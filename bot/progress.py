@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import sys
 import time
 from collections.abc import Callable
 from typing import TextIO
 
 from telegram import Message
-from telegram.error import BadRequest
 
+from bot.status_message import EDIT_INTERVAL_SECONDS, StatusMessage
 from storage.models import ImportProgress
-
-EDIT_INTERVAL_SECONDS = 3.0
-"""Telegram tolerates about one edit a second per chat; an import needs far fewer."""
 
 
 def describe_progress(progress: ImportProgress) -> str:
@@ -28,7 +23,7 @@ def describe_progress(progress: ImportProgress) -> str:
 
 
 class TelegramProgress:
-    """Edits one status message as an import goes, at most every few seconds, in order."""
+    """Import progress in the owner's status message (see StatusMessage)."""
 
     def __init__(
         self,
@@ -36,33 +31,14 @@ class TelegramProgress:
         interval: float = EDIT_INTERVAL_SECONDS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._message = message
-        self._interval = interval
-        self._clock = clock
-        self._last = clock()
-        self._pending: asyncio.Task[None] | None = None
+        self._status = StatusMessage(message=message, interval=interval, clock=clock)
 
     def __call__(self, progress: ImportProgress) -> None:
-        now = self._clock()
-        if now - self._last < self._interval:
-            return
-        self._last = now
-        previous = self._pending
-        self._pending = asyncio.get_running_loop().create_task(
-            self._edit(describe_progress(progress), previous)
-        )
-
-    async def _edit(self, text: str, previous: asyncio.Task[None] | None) -> None:
-        if previous is not None:
-            await previous
-        with contextlib.suppress(BadRequest):  # "message is not modified" and the like
-            await self._message.edit_text(text)
+        self._status.show(describe_progress(progress))
 
     async def finish(self, text: str) -> None:
         """Wait for pending progress edits, then show the final text."""
-        if self._pending is not None:
-            await self._pending
-        await self._message.edit_text(text)
+        await self._status.finish(text)
 
 
 class TerminalProgress:

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from telegram import Bot, Message
-from telegram.error import BadRequest, TelegramError
 
-EDIT_INTERVAL_SECONDS = 3.0
+from bot.status_message import StatusMessage
 
 
 def _eta(elapsed: float, step: int, max_steps: int) -> str:
@@ -50,36 +48,6 @@ class RunProgress:
         return ", ".join(parts)
 
 
-class OwnerStatus:
-    """One message in the owner's chat: sent on the first update, edited after (throttled)."""
-
-    def __init__(
-        self,
-        bot: Bot,
-        owner_id: int,
-        interval: float = EDIT_INTERVAL_SECONDS,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._bot = bot
-        self._owner_id = owner_id
-        self._interval = interval
-        self._clock = clock
-        self._message: Message | None = None
-        self._last = 0.0
-
-    async def update(self, text: str) -> None:
-        """Show `text` unless the last edit was too recent."""
-        now = self._clock()
-        if self._message is not None and now - self._last < self._interval:
-            return
-        self._last = now
-        with contextlib.suppress(BadRequest):
-            if self._message is None:
-                self._message = await self._bot.send_message(self._owner_id, text)
-            else:
-                await self._message.edit_text(text)
-
-
 StatusFactory = Callable[[int], Callable[[dict[str, Any]], Awaitable[None]]]
 
 
@@ -88,13 +56,16 @@ def owner_status_factory(bot: Bot, owner_id: int) -> StatusFactory:
 
     def for_run(run_id: int) -> Callable[[dict[str, Any]], Awaitable[None]]:
         progress = RunProgress(run_id)
-        status = OwnerStatus(bot, owner_id)
+
+        async def send(text: str) -> Message:
+            return await bot.send_message(owner_id, text)
+
+        status = StatusMessage(send=send)
 
         async def on_event(event: dict[str, Any]) -> None:
             line = progress.line(event)
             if line is not None:
-                with contextlib.suppress(TelegramError):
-                    await status.update(line)
+                status.show(line)
 
         return on_event
 
