@@ -20,6 +20,8 @@ COPY training ./training
 COPY storage ./storage
 RUN pip install .
 
+# The data volume belongs to the bot's user, or it could not write its database there.
+RUN mkdir -p /data && chown tgclone:tgclone /data
 USER tgclone
 ENV DATA_DIR=/data HF_HOME=/data/hf-cache
 VOLUME ["/data"]
