@@ -17,6 +17,7 @@ from storage.models import TrainingRun
 from storage.runs import (
     active_run,
     add_adapter,
+    add_run_eval,
     create_run,
     current_adapter,
     finish_run,
@@ -41,11 +42,14 @@ def _metric(metrics: dict[str, float], name: str) -> str:
 
 
 def describe_metrics(metrics: dict[str, float]) -> str:
-    """eval_loss and mean token accuracy in a few words."""
-    return (
+    """eval_loss and mean token accuracy in a few words (content accuracy once gated)."""
+    text = (
         f"eval_loss {_metric(metrics, 'eval_loss')}, "
         f"mean token accuracy {_metric(metrics, 'eval_mean_token_accuracy')}"
     )
+    if "gate_content_token_accuracy" in metrics:
+        text += f", {_metric(metrics, 'gate_content_token_accuracy')} on content tokens"
+    return text
 
 
 class RetrainService:
@@ -138,6 +142,13 @@ class RetrainService:
                 await mark_run_running(self._db, run_id, runner.pid, str(prepared.run_dir))
                 if self._cancel_requested:
                     runner.cancel()
+            if event.get("event") == "eval" and isinstance(event.get("step"), int):
+                numbers = {
+                    k: float(v)
+                    for k, v in event.items()
+                    if isinstance(v, int | float) and not isinstance(v, bool) and k != "step"
+                }
+                await add_run_eval(self._db, run_id, int(event["step"]), numbers)
             if self._on_event is not None:
                 await self._on_event(event)
             if status is not None:
@@ -161,8 +172,9 @@ class RetrainService:
             return
         metrics = {k: float(v) for k, v in dict(result.get("metrics", {})).items()}
         adapter_dir = Path(str(result["adapter_dir"]))
-        decision = await self._gate(adapter_dir, prepared)
+        decision, scores = await self._gate(adapter_dir, prepared)
         metrics["gate_eval_loss"] = decision.candidate_loss
+        metrics["gate_content_token_accuracy"] = scores["eval_content_token_accuracy"]
         if decision.serving_loss is not None:
             metrics["gate_serving_eval_loss"] = decision.serving_loss
         sizes = f"{len(prepared.build.train)} training / {len(prepared.build.eval)} eval samples"
@@ -194,7 +206,9 @@ class RetrainService:
             f"Training run #{run_id} was cancelled; the current adapter keeps serving."
         )
 
-    async def _gate(self, candidate: Path, prepared: PreparedRun) -> GateDecision:
+    async def _gate(
+        self, candidate: Path, prepared: PreparedRun
+    ) -> tuple[GateDecision, dict[str, float]]:
         """Score the candidate and the serving adapter on this run's eval set, same code."""
         max_length = prepared.config.max_length
         log_path = prepared.run_dir / "gate.log"
@@ -215,4 +229,7 @@ class RetrainService:
             except EvaluationError:
                 # A serving adapter that cannot even be scored is no bar to clear.
                 logger.warning("the serving adapter %d could not be scored", serving.adapter_id)
-        return decide(scores["eval_loss"], serving_loss, self._settings.promote_min_improvement)
+        decision = decide(
+            scores["eval_loss"], serving_loss, self._settings.promote_min_improvement
+        )
+        return decision, scores

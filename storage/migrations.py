@@ -151,7 +151,24 @@ m002_live_collection = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (m001_initial, m002_live_collection)
+m003_training_evals = Migration(
+    version=3,
+    name="m003_training_evals",
+    statements=(
+        # One row per evaluation during a run: the curve behind the final metrics.
+        """
+        CREATE TABLE training_evals (
+            run_id     INTEGER NOT NULL REFERENCES training_runs (run_id) ON DELETE CASCADE,
+            step       INTEGER NOT NULL,
+            metrics    TEXT NOT NULL,
+            created_at INTEGER NOT NULL,
+            PRIMARY KEY (run_id, step)
+        )
+        """,
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (m001_initial, m002_live_collection, m003_training_evals)
 
 CREATE_SCHEMA_VERSION = """
     CREATE TABLE IF NOT EXISTS schema_version (

@@ -100,6 +100,15 @@ SELECT_ADAPTERS = f"""
     LIMIT ?
 """
 
+INSERT_EVAL = """
+    INSERT OR REPLACE INTO training_evals (run_id, step, metrics, created_at)
+    VALUES (?, ?, ?, ?)
+"""
+
+SELECT_EVALS = """
+    SELECT step, metrics FROM training_evals WHERE run_id = ? ORDER BY step
+"""
+
 
 async def create_run(db: Database, trigger: str) -> int:
     """Queue a new training run; return its id."""
@@ -257,3 +266,16 @@ def _maybe_time(seconds: int | None) -> datetime | None:
 
 def _metrics(text: str) -> dict[str, float]:
     return {str(key): float(value) for key, value in json.loads(text).items()}
+
+
+async def add_run_eval(db: Database, run_id: int, step: int, metrics: dict[str, float]) -> None:
+    """Record one evaluation of a running training run."""
+    async with db.transaction() as conn:
+        await conn.execute(INSERT_EVAL, (run_id, step, json.dumps(metrics), now_unix()))
+
+
+async def run_evals(db: Database, run_id: int) -> list[tuple[int, dict[str, float]]]:
+    """The run's evaluations so far, as (step, metrics), in step order."""
+    async with db.read() as conn, conn.execute(SELECT_EVALS, (run_id,)) as cursor:
+        rows = await cursor.fetchall()
+    return [(int(row[0]), _metrics(row[1])) for row in rows]

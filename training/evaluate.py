@@ -13,12 +13,28 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from training.chat_format import load_clone_spec, tokenize_for_training
+from training.chat_format import END_OF_TURN, load_clone_spec, tokenize_for_training
 from training.dataset import read_jsonl
 from training.modeling import Device, load_adapter_tokenizer, load_base_model
 
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
 logger = logging.getLogger(__name__)
+
+
+def structural_token_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """Ids of the tokens that only structure a turn: <|im_end|> and pure newlines."""
+    end_of_turn = tokenizer.convert_tokens_to_ids(END_OF_TURN)
+    assert isinstance(end_of_turn, int)
+    ids = {end_of_turn}
+    for newlines in ("\n", "\n\n"):
+        encoded = tokenizer(newlines, add_special_tokens=False)["input_ids"]
+        if len(encoded) == 1:
+            ids.add(int(encoded[0]))
+    return sorted(ids)
 
 
 def evaluate_adapter(
@@ -42,6 +58,9 @@ def evaluate_adapter(
     loss_sum = 0.0
     correct = 0
     tokens = 0
+    content_correct = 0
+    content_tokens = 0
+    structural = torch.tensor(structural_token_ids(tokenizer))
     with torch.inference_mode():
         for sample in samples:
             encoded = tokenize_for_training(
@@ -57,15 +76,22 @@ def evaluate_adapter(
             losses = torch.nn.functional.cross_entropy(
                 logits.transpose(1, 2), targets, reduction="none"
             )
+            hits = logits.argmax(-1) == targets
             loss_sum += float(losses[scored].sum())
-            correct += int((logits.argmax(-1) == targets)[scored].sum())
+            correct += int(hits[scored].sum())
             tokens += int(scored.sum())
+            # "\n" and <|im_end|> are easy to predict and inflate accuracy on short replies.
+            content = scored & ~torch.isin(targets, structural.to(targets.device))
+            content_correct += int(hits[content].sum())
+            content_tokens += int(content.sum())
     if tokens == 0:
         raise ValueError(f"{eval_file} has no owner tokens within max_length={max_length}")
     return {
         "eval_loss": loss_sum / tokens,
         "eval_mean_token_accuracy": correct / tokens,
+        "eval_content_token_accuracy": content_correct / content_tokens if content_tokens else 0.0,
         "eval_tokens": float(tokens),
+        "eval_content_tokens": float(content_tokens),
         "eval_samples": float(len(samples)),
     }
 

@@ -12,7 +12,7 @@ from bot.services import Services
 from bot.settings import Settings
 from storage.db import Database
 from storage.importer import import_export
-from storage.runs import add_adapter, current_adapter, list_adapters
+from storage.runs import add_adapter, current_adapter, list_adapters, run_evals
 from tests.adapters import make_adapter
 from tests.bot.conftest import running_clone
 from tests.export_factory import OWNER_ID, write_full_export
@@ -99,9 +99,13 @@ async def test_a_worse_run_is_kept_as_a_candidate(tmp_path: Path, tiny_model_dir
         assert second is not None and second.status == "succeeded", said
         adapters = await list_adapters(db)
         serving = await current_adapter(db)
+        curve = await run_evals(db, first.run_id)
     finally:
         await db.close()
     assert serving is not None and serving.run_id == first.run_id
+    assert [step for step, _ in curve] == [4, 8, 12]
+    assert all("eval_loss" in metrics for _, metrics in curve)
+    assert 0.0 <= serving.metrics["gate_content_token_accuracy"] <= 1.0
     assert [a.promoted for a in adapters] == [False, True]
     kept = adapters[0].metrics
     assert kept["gate_eval_loss"] > kept["gate_serving_eval_loss"]

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from storage.db import Database
 from storage.runs import (
     active_run,
     add_adapter,
+    add_run_eval,
     create_run,
     current_adapter,
     fail_stale_runs,
@@ -17,6 +20,7 @@ from storage.runs import (
     latest_run,
     mark_run_running,
     promote_adapter,
+    run_evals,
 )
 
 
@@ -121,3 +125,19 @@ async def test_promoting_a_missing_adapter_changes_nothing(db: Database) -> None
         await promote_adapter(db, kept + 100)
     current = await current_adapter(db)
     assert current is not None and current.adapter_id == kept
+
+
+async def test_evaluations_of_a_run_are_kept_in_step_order(tmp_path: Path) -> None:
+    db = await Database.open(tmp_path / "evals.sqlite3")
+    try:
+        run_id = await create_run(db, "command")
+        await add_run_eval(db, run_id, 100, {"eval_loss": 1.9})
+        await add_run_eval(db, run_id, 50, {"eval_loss": 2.4, "eval_mean_token_accuracy": 0.5})
+        await add_run_eval(db, run_id, 100, {"eval_loss": 1.8})  # a re-sent step replaces
+        assert await run_evals(db, run_id) == [
+            (50, {"eval_loss": 2.4, "eval_mean_token_accuracy": 0.5}),
+            (100, {"eval_loss": 1.8}),
+        ]
+        assert await run_evals(db, run_id + 1) == []
+    finally:
+        await db.close()

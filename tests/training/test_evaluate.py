@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -10,7 +11,7 @@ import torch
 from tests.adapters import make_adapter
 from training.chat_format import tokenize_for_training
 from training.dataset import write_jsonl
-from training.evaluate import evaluate_adapter, main
+from training.evaluate import evaluate_adapter, main, structural_token_ids
 from training.modeling import load_adapter_tokenizer, load_base_model
 
 SAMPLE = [
@@ -54,3 +55,32 @@ def test_command_line_reports_a_clear_error(
     missing.mkdir()
     assert main(["--adapter", str(missing), "--eval-file", str(tmp_path / "e.jsonl")]) == 1
     assert "clone.json" in capsys.readouterr().out
+
+
+def test_structural_tokens_are_the_turn_end_and_newlines(qwen_tokenizer: Any) -> None:
+    ids = structural_token_ids(qwen_tokenizer)
+    assert qwen_tokenizer.convert_tokens_to_ids("<|im_end|>") in ids
+    assert qwen_tokenizer("\n", add_special_tokens=False)["input_ids"][0] in ids
+    assert all(qwen_tokenizer.decode([i]).strip() in ("", "<|im_end|>") for i in ids)
+
+
+def test_content_accuracy_leaves_out_structural_tokens(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    adapter = make_adapter(tiny_model_dir, tmp_path / "a", seed=6, system_prompt="x")
+    eval_file = tmp_path / "eval.jsonl"
+    write_jsonl(eval_file, [SAMPLE])
+    scores = evaluate_adapter(adapter, eval_file, device="cpu")
+    tokenizer = load_adapter_tokenizer(adapter, str(tiny_model_dir))
+    encoded = tokenize_for_training(tokenizer, SAMPLE, chat_template=None, max_length=1024)
+    structural = set(structural_token_ids(tokenizer))
+    scored = [
+        token
+        for token, mask in zip(
+            encoded["input_ids"][1:], encoded["assistant_masks"][1:], strict=True
+        )
+        if mask
+    ]
+    assert scores["eval_content_tokens"] == len([t for t in scored if t not in structural])
+    assert scores["eval_content_tokens"] == scores["eval_tokens"] - 2  # two <|im_end|>
+    assert 0.0 <= scores["eval_content_token_accuracy"] <= 1.0
