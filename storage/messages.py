@@ -7,7 +7,7 @@ arrives live and later again in an export is stored once (``INSERT OR IGNORE``).
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, cast
 
 import aiosqlite
@@ -44,21 +44,6 @@ SELECT_CORPUS = f"""
     SELECT {MESSAGE_COLUMNS}
     FROM messages
     ORDER BY chat_id, date_utc, message_id
-"""
-
-SELECT_CORPUS_FIRST_PAGE = f"""
-    SELECT {MESSAGE_COLUMNS}
-    FROM messages
-    ORDER BY chat_id, date_utc, message_id
-    LIMIT ?
-"""
-
-SELECT_CORPUS_NEXT_PAGE = f"""
-    SELECT {MESSAGE_COLUMNS}
-    FROM messages
-    WHERE (chat_id, date_utc, message_id) > (?, ?, ?)
-    ORDER BY chat_id, date_utc, message_id
-    LIMIT ?
 """
 
 SELECT_CHAT_TITLES = """
@@ -117,24 +102,7 @@ async def save_live_message(db: Database, chat: ChatRecord, message: MessageReco
 async def load_corpus(db: Database) -> list[MessageRecord]:
     """Every stored message, ordered by chat, date and message id."""
     async with db.read() as conn, conn.execute(SELECT_CORPUS) as cursor:
-        return [_message_record(row) for row in await cursor.fetchall()]
-
-
-async def iter_corpus(db: Database, batch_size: int = BATCH_SIZE) -> AsyncIterator[MessageRecord]:
-    """Every stored message in corpus order, fetched ``batch_size`` rows at a time.
-
-    Each page is read under the database lock (committed rows only); rows committed between
-    pages appear if they sort after the current position.
-    """
-    async with db.read() as conn, conn.execute(SELECT_CORPUS_FIRST_PAGE, (batch_size,)) as cur:
-        rows = list(await cur.fetchall())
-    while rows:
-        for row in rows:
-            yield _message_record(row)
-        last = rows[-1]
-        key = (last["chat_id"], last["date_utc"], last["message_id"], batch_size)
-        async with db.read() as conn, conn.execute(SELECT_CORPUS_NEXT_PAGE, key) as cur:
-            rows = list(await cur.fetchall())
+        return [corpus_record(row) for row in await cursor.fetchall()]
 
 
 async def corpus_counts(db: Database) -> CorpusCounts:
@@ -174,20 +142,23 @@ def _message_row(message: MessageRecord, import_id: int | None) -> tuple[Any, ..
     )
 
 
-def _message_record(row: aiosqlite.Row) -> MessageRecord:
+def corpus_record(row: Sequence[Any]) -> MessageRecord:
+    """A MessageRecord from a row selected with MESSAGE_COLUMNS (any DB-API row type)."""
+    (chat_id, message_id, sender_id, sender_name, is_owner, date_utc, text, kind, reply_to_id,
+     forwarded_from, via_bot, source) = row  # fmt: skip
     return MessageRecord(
-        chat_id=row["chat_id"],
-        message_id=row["message_id"],
-        sender_id=row["sender_id"],
-        sender_name=row["sender_name"],
-        is_owner=bool(row["is_owner"]),
-        date=from_unix(row["date_utc"]),
-        text=row["text"],
-        kind=cast(MessageKind, row["kind"]),
-        reply_to_id=row["reply_to_id"],
-        forwarded_from=row["forwarded_from"],
-        via_bot=row["via_bot"],
-        source=cast(MessageSource, row["source"]),
+        chat_id=chat_id,
+        message_id=message_id,
+        sender_id=sender_id,
+        sender_name=sender_name,
+        is_owner=bool(is_owner),
+        date=from_unix(date_utc),
+        text=text,
+        kind=cast(MessageKind, kind),
+        reply_to_id=reply_to_id,
+        forwarded_from=forwarded_from,
+        via_bot=via_bot,
+        source=cast(MessageSource, source),
     )
 
 

@@ -26,6 +26,19 @@ def _is_final(message: dict[str, object]) -> bool:
     return text.startswith(("Import finished", "Nothing was imported"))
 
 
+def _declared_25_mb(server: FakeTelegramServer, content: bytes) -> dict[str, object]:
+    """The owner's upload of `content`, declared by Telegram as 25 MB (over the cloud limit)."""
+    file_id = server.register_file(content, "result.json")
+    return builders.document_update(
+        builders.private_chat(OWNER),
+        OWNER,
+        file_id,
+        "result.json",
+        25 * 1024 * 1024,
+        "application/json",
+    )
+
+
 async def _message_count(settings: Settings) -> int:
     db = await Database.open(settings.database_path)
     try:
@@ -74,15 +87,7 @@ async def test_not_json_file_gets_export_instructions(
 async def test_file_over_cloud_limit_is_explained_not_downloaded(
     settings: Settings, fake_telegram: FakeTelegramServer
 ) -> None:
-    file_id = fake_telegram.register_file(b"{}", "result.json")
-    update = builders.document_update(
-        builders.private_chat(OWNER),
-        OWNER,
-        file_id,
-        "result.json",
-        25 * 1024 * 1024,
-        "application/json",
-    )
+    update = _declared_25_mb(fake_telegram, b"{}")
     async with running_clone(settings):
         fake_telegram.push_update(update)
         reply = await fake_telegram.wait_for_message(OWNER_ID)
@@ -131,15 +136,7 @@ async def test_local_bot_api_server_lifts_the_download_limit(tmp_path: Path) -> 
     content = json.dumps(full_export(conversations=3), ensure_ascii=False).encode()
     with FakeTelegramServer(local_dir=tmp_path / "bot-api-files") as server:
         settings = bot_settings(server, tmp_path / "data", telegram_local_mode=True)
-        file_id = server.register_file(content, "result.json")
-        update = builders.document_update(
-            builders.private_chat(OWNER),
-            OWNER,
-            file_id,
-            "result.json",
-            25 * 1024 * 1024,
-            "application/json",
-        )
+        update = _declared_25_mb(server, content)
         async with running_clone(settings):
             server.push_update(update)
             reply = await server.wait_for_message(OWNER_ID, _is_final, timeout=30)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from storage.corpus_reader import iter_corpus_rows
 from storage.db import Database
 from storage.messages import (
     corpus_counts,
-    iter_corpus,
     load_corpus,
     save_chats,
     save_live_message,
@@ -64,8 +64,8 @@ async def test_corpus_order_and_streaming(db: Database) -> None:
         assert await save_messages(conn, records) == 0
     expected = sorted(records, key=lambda m: (m.chat_id, m.date, m.message_id))
     assert await load_corpus(db) == expected
-    assert [m async for m in iter_corpus(db, batch_size=2)] == expected
-    assert [m async for m in iter_corpus(db, batch_size=100)] == expected
+    assert list(iter_corpus_rows(db.path, batch_size=2)) == expected
+    assert list(iter_corpus_rows(db.path, batch_size=100)) == expected
     counts = await corpus_counts(db)
     assert (counts.chats, counts.messages, counts.owner_messages, counts.text_messages) == (
         3,
@@ -77,7 +77,7 @@ async def test_corpus_order_and_streaming(db: Database) -> None:
 
 async def test_empty_corpus(db: Database) -> None:
     assert await load_corpus(db) == []
-    assert [m async for m in iter_corpus(db)] == []
+    assert list(iter_corpus_rows(db.path)) == []
     counts = await corpus_counts(db)
     assert (counts.chats, counts.messages, counts.owner_messages, counts.text_messages) == (
         0,
