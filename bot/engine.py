@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -40,11 +40,26 @@ class ReplyEngine(Protocol):
 
     async def generate(self, history: Sequence[ChatMessage]) -> str: ...
 
+    def stream(self, history: Sequence[ChatMessage]) -> AsyncIterator[str]:
+        """The reply as it is generated: text pieces whose concatenation is the reply."""
+        ...
+
+    async def release(self) -> None:
+        """Free the accelerator (a local training run needs it); requests raise
+        EnginePausedError until ``restore``."""
+
+    async def restore(self) -> None:
+        """Load the serving adapter again after ``release``."""
+
     async def close(self) -> None: ...
 
 
 class NoAdapterError(RuntimeError):
     """No trained adapter is loaded yet, so the clone cannot answer."""
+
+
+class EnginePausedError(RuntimeError):
+    """The engine gave the accelerator to a training run; it answers again afterwards."""
 
 
 @dataclass(frozen=True)
@@ -110,6 +125,16 @@ class CloneEngine:
             raise NoAdapterError("no adapter is loaded")
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self._generate_sync, list(history))
+
+    async def stream(self, history: Sequence[ChatMessage]) -> AsyncIterator[str]:
+        """The reply in pieces (to be replaced by token streaming from the worker thread)."""
+        yield await self.generate(history)
+
+    async def release(self) -> None:
+        """Free the accelerator for a training run (see ReplyEngine.release)."""
+
+    async def restore(self) -> None:
+        """Load the serving adapter again (see ReplyEngine.restore)."""
 
     async def close(self) -> None:
         """Stop the worker thread and free the model."""

@@ -6,11 +6,12 @@ These rows never become training data; the owner's corpus lives in ``messages``.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import datetime
-from typing import cast
+from typing import Any, cast
 
 from storage.db import Database, from_unix, to_unix
-from storage.models import CloneRole, CloneTurn
+from storage.models import CloneRole, CloneTurn, StoredCloneTurn
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +28,29 @@ SELECT_RECENT_TURNS = """
         SELECT id, chat_id, role, text, date_utc
         FROM clone_turns
         WHERE chat_id = ? AND date_utc >= ?
+        ORDER BY id DESC
+        LIMIT ?
+    )
+    ORDER BY id
+"""
+
+INSERT_SENT_MESSAGE = """
+    INSERT OR IGNORE INTO clone_messages (chat_id, message_id, turn_id) VALUES (?, ?, ?)
+"""
+
+SELECT_TURN_BY_MESSAGE = """
+    SELECT t.id, t.chat_id, t.role, t.text, t.date_utc
+    FROM clone_messages AS m
+    JOIN clone_turns AS t ON t.id = m.turn_id
+    WHERE m.chat_id = ? AND m.message_id = ?
+"""
+
+SELECT_TURNS_BEFORE = """
+    SELECT chat_id, role, text, date_utc
+    FROM (
+        SELECT id, chat_id, role, text, date_utc
+        FROM clone_turns
+        WHERE chat_id = ? AND id < ? AND date_utc >= ?
         ORDER BY id DESC
         LIMIT ?
     )
@@ -61,15 +85,7 @@ async def recent_clone_turns(
         conn.execute(SELECT_RECENT_TURNS, (chat_id, since_unix, limit)) as cursor,
     ):
         rows = await cursor.fetchall()
-    return [
-        CloneTurn(
-            chat_id=row["chat_id"],
-            role=cast(CloneRole, row["role"]),
-            text=row["text"],
-            date=from_unix(row["date_utc"]),
-        )
-        for row in rows
-    ]
+    return [_turn(row) for row in rows]
 
 
 async def clear_clone_turns(db: Database, chat_id: int) -> int:
@@ -77,3 +93,47 @@ async def clear_clone_turns(db: Database, chat_id: int) -> int:
     async with db.transaction() as conn:
         cursor = await conn.execute(DELETE_TURNS, (chat_id,))
         return cursor.rowcount
+
+
+async def link_sent_messages(
+    db: Database, chat_id: int, turn_id: int, message_ids: Sequence[int]
+) -> None:
+    """Record the Telegram messages that carried clone turn ``turn_id``."""
+    async with db.transaction() as conn:
+        await conn.executemany(
+            INSERT_SENT_MESSAGE, [(chat_id, message_id, turn_id) for message_id in message_ids]
+        )
+
+
+async def turn_for_message(db: Database, chat_id: int, message_id: int) -> StoredCloneTurn | None:
+    """The clone turn that Telegram message ``message_id`` of ``chat_id`` carried, if any."""
+    async with (
+        db.read() as conn,
+        conn.execute(SELECT_TURN_BY_MESSAGE, (chat_id, message_id)) as cursor,
+    ):
+        row = await cursor.fetchone()
+    if row is None:
+        return None
+    return StoredCloneTurn(turn_id=row["id"], turn=_turn(row))
+
+
+async def turns_before(
+    db: Database, chat_id: int, turn_id: int, limit: int, since: datetime | None = None
+) -> list[CloneTurn]:
+    """Up to ``limit`` turns of the chat before turn ``turn_id`` (at or after ``since``)."""
+    since_unix = to_unix(since) if since is not None else -(2**62)
+    async with (
+        db.read() as conn,
+        conn.execute(SELECT_TURNS_BEFORE, (chat_id, turn_id, since_unix, limit)) as cursor,
+    ):
+        rows = await cursor.fetchall()
+    return [_turn(row) for row in rows]
+
+
+def _turn(row: Any) -> CloneTurn:
+    return CloneTurn(
+        chat_id=row["chat_id"],
+        role=cast(CloneRole, row["role"]),
+        text=row["text"],
+        date=from_unix(row["date_utc"]),
+    )

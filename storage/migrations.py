@@ -168,7 +168,32 @@ m003_training_evals = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (m001_initial, m002_live_collection, m003_training_evals)
+m004_clone_messages = Migration(
+    version=4,
+    name="m004_clone_messages",
+    statements=(
+        # The Telegram messages that carried each clone reply, so a reply to one of them
+        # (the owner's /fix) finds the turn it corrects.
+        """
+        CREATE TABLE clone_messages (
+            chat_id    INTEGER NOT NULL,
+            message_id INTEGER NOT NULL,
+            turn_id    INTEGER NOT NULL REFERENCES clone_turns (id) ON DELETE CASCADE,
+            PRIMARY KEY (chat_id, message_id)
+        )
+        """,
+        """
+        CREATE INDEX clone_messages_turn ON clone_messages (turn_id)
+        """,
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (
+    m001_initial,
+    m002_live_collection,
+    m003_training_evals,
+    m004_clone_messages,
+)
 
 CREATE_SCHEMA_VERSION = """
     CREATE TABLE IF NOT EXISTS schema_version (

@@ -107,6 +107,14 @@ class CloneTurn:
 
 
 @dataclass(frozen=True)
+class StoredCloneTurn:
+    """A clone turn with its row id (to link sent messages and corrections to it)."""
+
+    turn_id: int
+    turn: CloneTurn
+
+
+@dataclass(frozen=True)
 class ImportProgress:
     """How far an import has read: reported every few thousand messages."""
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import re
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 from training.chat_format import ChatMessage
@@ -17,6 +18,7 @@ class ScriptedEngine:
         self.fail = fail
         self.histories: list[list[ChatMessage]] = []
         self._adapter: Path | None = Path("scripted")
+        self.released = False
 
     @property
     def has_adapter(self) -> bool:
@@ -35,6 +37,18 @@ class ScriptedEngine:
         if self.fail:
             raise RuntimeError("the engine broke")
         return "\n".join(f"re: {line}" for line in history[-1]["content"].split("\n"))
+
+    async def stream(self, history: Sequence[ChatMessage]) -> AsyncIterator[str]:
+        """The same reply as ``generate``, a word at a time."""
+        reply = await self.generate(history)
+        for piece in re.findall(r"\S+\s*|\s+", reply):
+            yield piece
+
+    async def release(self) -> None:
+        self.released = True
+
+    async def restore(self) -> None:
+        self.released = False
 
     async def close(self) -> None:
         self._adapter = None
