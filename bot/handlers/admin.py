@@ -11,8 +11,9 @@ from telegram import Update
 
 from bot.const import RETRAIN_JOB_ID
 from bot.context import CloneContext
-from bot.retrain import RunAlreadyActiveError, describe_metrics
+from bot.retrain import RunAlreadyActiveError
 from bot.run_setup import build_corpus_dataset, dataset_config
+from bot.stats_format import adapter_lines, run_lines, style_legend
 from storage.collection import collection_paused
 from storage.messages import chat_titles, corpus_counts
 from storage.runs import current_adapter, latest_run
@@ -52,7 +53,8 @@ async def cancel(update: Update, context: CloneContext) -> None:
 
 
 async def stats(update: Update, context: CloneContext) -> None:
-    """Messages, the training data, the last run; `/stats data` adds the length histogram."""
+    """Messages, the training data, the last run and the serving adapter (eval_loss, style);
+    `/stats data` adds the length histogram."""
     message = update.effective_message
     if message is None:
         return
@@ -68,19 +70,12 @@ async def stats(update: Update, context: CloneContext) -> None:
         format_short(report),
     ]
     run = await latest_run(services.db)
-    if run is None:
-        lines.append("Last run: none yet — /retrain to start one.")
-    else:
-        when = (run.finished_at or run.started_at or run.created_at).strftime("%Y-%m-%d %H:%M UTC")
-        lines.append(f"Last run: #{run.run_id} {run.status} ({when})")
-        if run.metrics:
-            lines.append(f"  {describe_metrics(run.metrics)}")
-        if run.error:
-            lines.append(f"  error: {run.error[:300]}")
+    lines += run_lines(run)
     paused = await collection_paused(services.db)
     lines.append(f"Live collection: {'paused (/resume)' if paused else 'on'}")
     adapter = await current_adapter(services.db)
-    lines.append("Serving adapter: " + (f"#{adapter.adapter_id}" if adapter else "none"))
+    lines += adapter_lines(adapter, run)
+    lines += style_legend(run.metrics if run else {}, adapter.metrics if adapter else {})
     await message.reply_text("\n".join(lines))
     if context.args and context.args[0].lower() == "data":
         with tempfile.TemporaryDirectory() as folder:

@@ -1,0 +1,82 @@
+"""The training part of /stats: the last run and the serving adapter, with their style figures.
+
+Style figures (``style_*`` keys of a run's or an adapter's metrics, see
+``training.style_checks``) get one compact line per run or adapter, and a short legend
+once at the end, so the message stays a few plain-text lines.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from bot.retrain import describe_metrics
+from storage.models import AdapterRecord, TrainingRun
+
+STYLE_LEGEND = (
+    "Style = clone vs your real replies in held-out chats:",
+    "  length gap: how far reply lengths are from yours (0 same, 1 off by a whole reply)",
+    "  emoji gap: difference in the share of replies with an emoji",
+    '  assistant-like: replies such as "As an AI…" or "Конечно! Вот…" (want 0%)',
+    "  distinct-2: share of unique word pairs; lower than yours = repetitive",
+)
+
+
+def format_style(metrics: Mapping[str, float]) -> str | None:
+    """One line of style figures, or None when the metrics hold none."""
+    parts = []
+    if "style_length_distance" in metrics:
+        parts.append(f"length gap {metrics['style_length_distance']:.2f}")
+    if "style_emoji_rate_distance" in metrics:
+        parts.append(f"emoji gap {metrics['style_emoji_rate_distance']:.0%}")
+    if "style_assistant_share" in metrics:
+        parts.append(f"assistant-like {metrics['style_assistant_share']:.0%}")
+    if "style_distinct_2" in metrics:
+        distinct = f"distinct-2 {metrics['style_distinct_2']:.2f}"
+        if "style_distinct_2_owner" in metrics:
+            distinct += f" (yours {metrics['style_distinct_2_owner']:.2f})"
+        parts.append(distinct)
+    if not parts:
+        return None
+    if "style_samples" in metrics:
+        parts.append(f"{int(metrics['style_samples'])} replies")
+    return "style: " + ", ".join(parts)
+
+
+def _metric_lines(metrics: Mapping[str, float]) -> list[str]:
+    if not metrics:
+        return []
+    lines = [f"  {describe_metrics(dict(metrics))}"]
+    style = format_style(metrics)
+    if style is not None:
+        lines.append(f"  {style}")
+    return lines
+
+
+def run_lines(run: TrainingRun | None) -> list[str]:
+    """The last run: number, status, time, eval_loss and style figures, error if any."""
+    if run is None:
+        return ["Last run: none yet — /retrain to start one."]
+    when = (run.finished_at or run.started_at or run.created_at).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [f"Last run: #{run.run_id} {run.status} ({when})", *_metric_lines(run.metrics)]
+    if run.error:
+        lines.append(f"  error: {run.error[:300]}")
+    return lines
+
+
+def adapter_lines(adapter: AdapterRecord | None, last_run: TrainingRun | None) -> list[str]:
+    """The serving adapter; its figures only when the last run did not already show them."""
+    if adapter is None:
+        return ["Serving adapter: none"]
+    if adapter.run_id is None:
+        return [f"Serving adapter: #{adapter.adapter_id}", *_metric_lines(adapter.metrics)]
+    head = f"Serving adapter: #{adapter.adapter_id} (run #{adapter.run_id})"
+    if last_run is not None and last_run.run_id == adapter.run_id and last_run.metrics:
+        return [head]
+    return [head, *_metric_lines(adapter.metrics)]
+
+
+def style_legend(*metrics: Mapping[str, float]) -> list[str]:
+    """The legend, when any of the shown metrics has style figures."""
+    if any(format_style(m) is not None for m in metrics):
+        return list(STYLE_LEGEND)
+    return []

@@ -1,0 +1,133 @@
+"""Style checks of a real (tiny) adapter on held-out conversations, in process and in a child."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.adapters import greedy_reply, make_adapter
+from training.chat_format import ChatMessage
+from training.dataset import Sample, write_jsonl
+from training.style_checks import style_scores
+from training.style_eval import generate_replies, held_out_pairs, main, spread, style_eval
+from training.style_runner import StyleEvalError, run_style_eval
+
+SYSTEM = {"role": "system", "content": "Ты — это я."}
+SAMPLES: list[Sample] = [
+    [
+        SYSTEM,
+        {"role": "user", "content": "Как прошли выходные?"},
+        {"role": "assistant", "content": "Отлично, ездили за город"},
+        {"role": "user", "content": "А погода?"},
+        {"role": "assistant", "content": "Солнце весь день ☀️"},
+    ],
+    [
+        SYSTEM,
+        {"role": "user", "content": "See you at 8?"},
+        {"role": "assistant", "content": "yep"},
+    ],
+    [SYSTEM, {"role": "user", "content": "Купишь хлеб?"}, {"role": "assistant", "content": "ок"}],
+]
+
+
+@pytest.fixture(scope="module")
+def adapter(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("style-adapter")
+    return make_adapter(tiny_model_dir, out, seed=11, system_prompt="Отвечай как я.")
+
+
+def test_each_sample_gives_its_last_owner_reply_and_the_turns_before() -> None:
+    pairs = held_out_pairs([*SAMPLES, [SYSTEM, {"role": "user", "content": "no reply"}]])
+    assert len(pairs) == 3
+    history, real = pairs[0]
+    assert real == "Солнце весь день ☀️"
+    assert [m["content"] for m in history] == [
+        "Как прошли выходные?",
+        "Отлично, ездили за город",
+        "А погода?",
+    ]
+    assert all(m["role"] != "system" for h, _ in pairs for m in h)
+
+
+def test_limit_spreads_the_picks_over_the_whole_file() -> None:
+    assert spread(list(range(10)), 3) == [0, 3, 6]
+    assert spread(list(range(4)), 4) == [0, 1, 2, 3]
+    assert spread([1, 2], 5) == [1, 2]
+    with pytest.raises(ValueError, match="at least 1"):
+        spread([1], 0)
+
+
+def test_replies_are_what_the_adapter_answers_with_its_own_prompt(adapter: Path) -> None:
+    question = "Как дела?"
+    history: list[ChatMessage] = [{"role": "user", "content": question}]
+    (reply,) = generate_replies(adapter, [history], max_new_tokens=6, device="cpu")
+    # greedy_reply renders clone.json's system prompt and template itself, without tgclone.
+    assert (reply or "…") == greedy_reply(adapter, question, max_new_tokens=6)
+
+
+def test_style_eval_scores_the_generated_against_the_real_replies(
+    adapter: Path, tmp_path: Path
+) -> None:
+    eval_file = tmp_path / "eval.jsonl"
+    write_jsonl(eval_file, SAMPLES)
+    scores = style_eval(adapter, eval_file, limit=2, max_new_tokens=4, device="cpu")
+    picked = spread(held_out_pairs(SAMPLES), 2)
+    generated = generate_replies(adapter, [h for h, _ in picked], max_new_tokens=4, device="cpu")
+    assert scores == pytest.approx(style_scores(generated, [r for _, r in picked]))
+    assert scores["style_samples"] == 2.0
+    assert scores["style_distinct_2_owner"] == 1.0
+
+
+def test_command_line_reports_bad_input_as_one_json_line(
+    adapter: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    no_replies = tmp_path / "no-replies.jsonl"
+    write_jsonl(no_replies, [[SYSTEM, {"role": "user", "content": "hi"}]])
+    not_jsonl = tmp_path / "broken.jsonl"
+    not_jsonl.write_text("{not json\n", encoding="utf-8")
+    no_adapter = tmp_path / "no-adapter"
+    no_adapter.mkdir()
+    cases = [
+        (["--adapter", str(adapter), "--eval-file", str(no_replies)], "no owner replies"),
+        (["--adapter", str(adapter), "--eval-file", str(not_jsonl)], "broken.jsonl:1"),
+        (["--adapter", str(adapter), "--eval-file", str(tmp_path / "gone.jsonl")], "gone.jsonl"),
+        (["--adapter", str(no_adapter), "--eval-file", str(no_replies)], "clone.json"),
+        (["--adapter", str(adapter), "--eval-file", str(no_replies), "--limit", "0"], "--limit"),
+    ]
+    for argv, expected in cases:
+        assert main([*argv, "--device", "cpu"]) == 1
+        lines = capsys.readouterr().out.strip().splitlines()
+        assert len(lines) == 1
+        assert expected in json.loads(lines[0])["error"]
+
+
+async def test_child_process_returns_the_style_figures(adapter: Path, tmp_path: Path) -> None:
+    eval_file = tmp_path / "eval.jsonl"
+    write_jsonl(eval_file, SAMPLES)
+    log = tmp_path / "logs" / "style.log"
+    scores = await run_style_eval(
+        adapter, eval_file, log_path=log, limit=2, max_new_tokens=3, device="cpu"
+    )
+    assert scores["style_samples"] == 2.0
+    assert set(scores) == {
+        "style_length_distance",
+        "style_emoji_rate_distance",
+        "style_assistant_share",
+        "style_distinct_2",
+        "style_distinct_2_owner",
+        "style_samples",
+    }
+    assert log.exists()
+
+
+async def test_child_failure_raises_with_the_childs_error(tmp_path: Path) -> None:
+    not_an_adapter = tmp_path / "empty"
+    not_an_adapter.mkdir()
+    eval_file = tmp_path / "eval.jsonl"
+    write_jsonl(eval_file, SAMPLES)
+    with pytest.raises(StyleEvalError, match=r"clone\.json"):
+        await run_style_eval(
+            not_an_adapter, eval_file, log_path=tmp_path / "style.log", device="cpu"
+        )
