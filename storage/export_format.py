@@ -14,10 +14,12 @@ their positive id, basic groups are ``-id``, supergroups and channels ``-(10**12
 
 from __future__ import annotations
 
+import functools
 import logging
 from datetime import UTC, datetime, tzinfo
 from typing import Any, cast
 
+from storage.export_text import utf8
 from storage.models import MessageKind, MessageRecord
 
 logger = logging.getLogger(__name__)
@@ -115,7 +117,10 @@ def message_kind(raw: dict[str, Any], text: str) -> MessageKind:
         return "call"
     if "poll" in raw:
         return "poll"
-    has_media = any(raw.get(key) is not None for key in MEDIA_KEYS)
+    # The MEDIA_KEYS, spelled out: a generator here cost more than the rest of the function.
+    has_media = (
+        media_type is not None or raw.get("photo") is not None or raw.get("file") is not None
+    )
     if has_media and not text.strip():
         return "media"
     return "text"
@@ -129,23 +134,34 @@ date_utc (unix seconds), text, kind, reply_to_id, forwarded_from, via_bot."""
 
 
 def to_message_row(
-    raw: dict[str, Any], chat_id: int, owner_id: int, local_tz: tzinfo = UTC
+    raw: dict[str, Any],
+    chat_id: int,
+    owner_id: int,
+    local_tz: tzinfo = UTC,
+    *,
+    latin1: bool = False,
 ) -> MessageRow | None:
     """The stored row of one export message, or None when it has no usable id or date.
 
     This runs once per message of every import, so the common shapes (``date_unixtime``,
     ``"user123"`` senders, string text) take short paths; everything else goes through the
     general functions above.
+
+    With ``latin1``, the strings of ``raw`` are UTF-8 bytes read as Latin-1 (how the export
+    parser reads; see :mod:`storage.export_text`): each string that counts is made text
+    before it is looked at, so the row is the same as for the decoded object. Raises
+    UnicodeDecodeError when one of them is not UTF-8.
     """
     get = raw.get
     message_id = get("id")
     if type(message_id) is not int:  # also refuses bool, a subclass of int
         return None
     unix = get("date_unixtime")
-    if type(unix) is str and unix.isdecimal():
+    if type(unix) is str and unix.isdecimal():  # no Latin-1 character is a decimal digit
         date = int(unix)
     else:
-        moment = message_date(raw, local_tz)
+        dated = _with_text(raw, ("date_unixtime", "date")) if latin1 else raw
+        moment = message_date(dated, local_tz)
         if moment is None:
             return None
         date = int(moment.timestamp())
@@ -154,39 +170,47 @@ def to_message_row(
     if type(peer) is str and peer.startswith("user") and peer[4:].isdecimal():
         sender_id: int | None = int(peer[4:])
     else:
-        sender_id = peer_id(peer)
+        sender_id = peer_id(utf8(peer) if latin1 and type(peer) is str else peer)
     sender_name = get("actor") if is_service else get("from")
+    if type(sender_name) is str:
+        if latin1 and not sender_name.isascii():
+            sender_name = _name_text(sender_name)
+    else:
+        sender_name = None
     text = get("text")
     if type(text) is not str:
-        text = join_text(text)
+        text = join_text(text)  # joined as bytes, then decoded: the same text
+    if latin1 and not text.isascii():
+        text = text.encode("latin-1").decode("utf-8")  # utf8(), inlined: once per message
+    # Only ASCII values of these keys count, and those read the same as Latin-1.
     if is_service or "media_type" in raw or "photo" in raw or "file" in raw or "poll" in raw:
         kind = message_kind(raw, text)
     else:
         kind = "text"  # what message_kind says for a message with none of those keys
     if kind == "sticker":
-        text = _string(get("sticker_emoji")) or text
+        text = _string(get("sticker_emoji"), latin1) or text
     elif kind == "poll" and not text:
         poll = get("poll")
-        text = _string(poll.get("question")) if isinstance(poll, dict) else ""
+        text = _string(poll.get("question"), latin1) if isinstance(poll, dict) else ""
     reply_to = get("reply_to_message_id")
     if reply_to is not None and ("reply_to_peer_id" in raw or not isinstance(reply_to, int)):
         reply_to = None  # a reply to another chat's message cannot be followed here
     forwarded_from = get("forwarded_from", _ABSENT)
     if forwarded_from is not _ABSENT:
-        forwarded_from = _string(forwarded_from) or HIDDEN_FORWARD
+        forwarded_from = _string(forwarded_from, latin1) or HIDDEN_FORWARD
     via_bot = get("via_bot")
     return (
         chat_id,
         message_id,
         sender_id,
-        sender_name if type(sender_name) is str else None,
+        sender_name,
         int(sender_id is not None and sender_id == owner_id),
         date,
         text,
         kind,
         reply_to,
         None if forwarded_from is _ABSENT else forwarded_from,
-        (_string(via_bot) or None) if via_bot is not None else None,
+        (_string(via_bot, latin1) or None) if via_bot is not None else None,
     )
 
 
@@ -251,5 +275,21 @@ def training_skip_reason(message: MessageRecord) -> str | None:
     return skip_reason(message.kind, message.text, message.forwarded_from, message.via_bot)
 
 
-def _string(value: object) -> str:
-    return value if isinstance(value, str) else ""
+_name_text = functools.lru_cache(maxsize=4_096)(utf8)
+"""utf8() of senders' names: a chat has few, and a cache hit costs less than decoding."""
+
+
+def _string(value: object, latin1: bool = False) -> str:
+    if not isinstance(value, str):
+        return ""
+    return utf8(value) if latin1 else value
+
+
+def _with_text(raw: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    """``raw`` with the strings of ``keys`` made text (for the rare paths that read them)."""
+    fixed = dict(raw)
+    for key in keys:
+        value = raw.get(key)
+        if type(value) is str:
+            fixed[key] = utf8(value)
+    return fixed

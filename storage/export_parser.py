@@ -7,22 +7,24 @@ Two shapes are understood:
 * a full-account export: ``personal_information.user_id`` (the owner), ``chats.list[]`` and
   ``left_chats.list[]``, each chat with ``name``, ``type``, ``id`` and ``messages``.
 
-A ``.zip`` holding a ``result.json`` is read in place. :meth:`ExportParser.items` yields each
-chat's :class:`ChatRecord` before that chat's message rows; :meth:`ExportParser.records`
-gives the same as records. Broken input raises a specific
+A ``.zip`` holding a ``result.json`` is read in place. :meth:`ExportParser.chunks` yields
+each chat's :class:`ChatRecord` before that chat's message rows, in lists of up to
+``chunk_rows``; :meth:`ExportParser.items` yields the rows one by one, and
+:meth:`ExportParser.records` as records. Broken input raises a specific
 :class:`~storage.errors.ExportError`, possibly mid-stream.
 
-How it stays fast: the file is decoded in 1 MiB pieces and walked in Python only at the
-level of the export's skeleton (sections, chats, their keys); each message is one call of
-the C JSON decoder (``raw_decode``) on the text in place, then one call of
-:func:`~storage.export_format.to_message_row`. Memory is bounded by the piece size and the
+How it stays fast: the file is read in 1 MiB pieces (as Latin-1, see
+:mod:`storage.export_text`) and walked in Python only at the level of the export's skeleton
+(sections, chats, their keys); each message is one call of the C JSON scanner on the text
+in place, then one call of :func:`~storage.export_format.to_message_row`, and the rows go up
+the generators a list at a time. Memory is bounded by the piece size, the chunk and the
 largest single message (or, for a chat whose ``id`` follows its messages, that chat).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, tzinfo
 from pathlib import Path
@@ -39,8 +41,12 @@ logger = logging.getLogger(__name__)
 SKELETON_DEPTH = 4
 """How deep a skipped value is walked piece by piece (chats → list → chat → messages)."""
 
+CHUNK_ROWS = 1_000
+"""Rows of one chat handed up the generators at once (each step costs per hand-over)."""
+
 ExportKind = Literal["single_chat", "full_account"]
 Item = ChatRecord | MessageRow
+Chunk = ChatRecord | list[MessageRow]
 
 
 class _OwnerComesLater(Exception):
@@ -68,6 +74,7 @@ class ExportParser:
         file_name: str | None = None,
         local_tz: tzinfo = UTC,
         source: ExportSource | None = None,
+        chunk_rows: int = CHUNK_ROWS,
     ) -> None:
         self.path = path
         self.file_name = file_name or path.name
@@ -78,8 +85,15 @@ class ExportParser:
         self.kind: ExportKind | None = None
         self.file_owner_id: int | None = None
         self.unreadable_messages = 0
-        self.bytes_read = 0
         self.bytes_total = self.source.uncompressed_size
+        self.chunk_rows = chunk_rows
+        self._text: JsonText | None = None
+        self._bytes_done = 0
+
+    @property
+    def bytes_read(self) -> int:
+        """Bytes of the export's JSON read so far (in the current pass)."""
+        return self._bytes_done if self._text is None else self._text.bytes_read
 
     def records(self) -> Iterator[ChatRecord | MessageRecord]:
         """Chats and messages in file order; raises ExportError for a bad file."""
@@ -88,6 +102,14 @@ class ExportParser:
 
     def items(self) -> Generator[Item, None, None]:
         """Chats and message rows in file order; raises ExportError for a bad file."""
+        for chunk in self.chunks():
+            if type(chunk) is list:
+                yield from chunk
+            else:
+                yield chunk  # type: ignore[misc]
+
+    def chunks(self) -> Generator[Chunk, None, None]:
+        """Chats, and lists of one chat's message rows, in file order; raises ExportError."""
         try:
             yield from self._read(self._walk)
             return
@@ -99,13 +121,13 @@ class ExportParser:
 
     # -- reading ---------------------------------------------------------------------------
 
-    def _read(self, walk: Any) -> Iterator[Item]:
+    def _read(self, walk: Any) -> Iterator[Chunk]:
         with open_member(self.path, self.source) as raw:
-            text = open_text(raw, self.file_name)
+            text = self._text = open_text(raw, self.file_name)
             try:
                 yield from walk(text)
             finally:
-                self.bytes_read = text.bytes_read
+                self._bytes_done, self._text = text.bytes_read, None
 
     def _read_owner(self) -> int:
         with open_member(self.path, self.source) as raw:
@@ -129,7 +151,7 @@ class ExportParser:
 
     # -- walking the structure ------------------------------------------------------------
 
-    def _walk(self, text: JsonText) -> Iterator[Item]:
+    def _walk(self, text: JsonText) -> Iterator[Chunk]:
         self._open_top(text)
         single = _Chat()  # the top level is the chat in a single-chat export
         for key in text.members():
@@ -156,7 +178,7 @@ class ExportParser:
         elif self.owner_id is None:
             raise errors.OwnerUnknownError(self.file_name, single_chat=False)
 
-    def _chat_list(self, text: JsonText) -> Iterator[Item]:
+    def _chat_list(self, text: JsonText) -> Iterator[Chunk]:
         if text.peek() != "{":
             text.skip(SKELETON_DEPTH - 1)
             return
@@ -178,30 +200,54 @@ class ExportParser:
                         text.skip(0)
                 yield from self._end_chat(chat)
 
-    def _messages(self, text: JsonText, chat: _Chat) -> Iterator[Item]:
+    def _messages(self, text: JsonText, chat: _Chat) -> Iterator[Chunk]:
         if text.peek() != "[":
             text.skip(0)
             return
         objects = text.objects()
         for raw in objects:
+            chat.pending.append(raw)
             if chat.record is not None or self._chat_ready(chat):
-                chat.pending.append(raw)
                 break
-            chat.pending.append(raw)  # the chat's id or type comes after its messages
+            # else the chat's id or type comes after its messages
         else:
             return  # _end_chat decides about the chat and its pending messages
         yield from self._emit(chat, chat.pending)
         chat.pending = []
+        yield from self._rows(objects, chat)
+
+    def _rows(self, raws: Iterable[dict[str, Any]], chat: _Chat) -> Iterator[list[MessageRow]]:
+        """The rows of a chat's messages, in lists of up to ``chunk_rows``.
+
+        Each message's object is dropped once converted: objects held longer would cost the
+        garbage collector more than the hand-overs that lists save.
+        """
         assert chat.record is not None and self.owner_id is not None
         chat_id, owner_id, local_tz = chat.record.chat_id, self.owner_id, self.local_tz
-        for raw in objects:
-            row = to_message_row(raw, chat_id, owner_id, local_tz)
-            if row is None:
-                self.unreadable_messages += 1
-            else:
-                yield row
+        size, convert = self.chunk_rows, to_message_row
+        rows: list[MessageRow] = []
+        append = rows.append
+        unreadable = 0
+        try:
+            for raw in raws:
+                # A plain dict's strings are bytes read as Latin-1 (see JsonText.objects).
+                row = convert(raw, chat_id, owner_id, local_tz, latin1=type(raw) is dict)
+                if row is None:
+                    unreadable += 1
+                    continue
+                append(row)
+                if len(rows) >= size:
+                    yield rows
+                    rows = []
+                    append = rows.append
+        except UnicodeDecodeError:
+            raise errors.NotUtf8Error(self.file_name) from None
+        finally:
+            self.unreadable_messages += unreadable
+        if rows:
+            yield rows
 
-    def _end_chat(self, chat: _Chat) -> Iterator[Item]:
+    def _end_chat(self, chat: _Chat) -> Iterator[Chunk]:
         if chat.record is None and not self._chat_ready(chat, at_end=True):
             logger.warning("Skipped a chat without id in %s", self.file_name)
             return
@@ -225,17 +271,12 @@ class ExportParser:
         )
         return True
 
-    def _emit(self, chat: _Chat, raws: list[dict[str, Any]]) -> Iterator[Item]:
-        assert chat.record is not None and self.owner_id is not None
+    def _emit(self, chat: _Chat, raws: list[dict[str, Any]]) -> Iterator[Chunk]:
+        assert chat.record is not None
         if not chat.emitted:
             chat.emitted = True
             yield chat.record
-        for raw in raws:
-            row = to_message_row(raw, chat.record.chat_id, self.owner_id, self.local_tz)
-            if row is None:
-                self.unreadable_messages += 1
-            else:
-                yield row
+        yield from self._rows(raws, chat)
 
     def _resolve_owner(self, chat_type: str, export_id: int) -> None:
         if self.owner_id is not None:

@@ -6,13 +6,24 @@ whole values at the cursor with :meth:`JsonText.value`, which is the C scanner o
 standard ``json`` module run on the text in place: fast, and never a copy of the file.
 A value cut by the end of the piece is decoded again once the next piece is read.
 
+The pieces are read as Latin-1, not UTF-8: each byte becomes one character, which costs
+almost nothing, where decoding UTF-8 (emoji make every piece four bytes a character) took a
+third of the scanner's own time. JSON's structure is ASCII, so the scanner walks such text
+exactly as the decoded one; only non-ASCII string values come out as their UTF-8 bytes, one
+character each, and :func:`utf8` turns them into the real text. Messages yielded by
+:meth:`JsonText.objects` are left that way (the converter fixes the few strings it keeps,
+see :func:`~storage.export_format.to_message_row`), except a message with a ``\\u``
+escape, whose characters are not bytes: it is decoded as UTF-8 and scanned again, and
+yielded as a :class:`DecodedObject`. Every other value (:meth:`JsonText.value`) is decoded.
+Bytes that are not UTF-8 raise :class:`~storage.errors.NotUtf8Error` where a value that is
+read contains them; values only skipped are not checked.
+
 Broken input raises the :class:`~storage.errors.ExportError` the owner should see: not
 UTF-8, not JSON, cut short (the error is at the end of the data) or damaged (elsewhere).
 """
 
 from __future__ import annotations
 
-import codecs
 import json
 import re
 from collections.abc import Iterator
@@ -23,11 +34,17 @@ from storage import errors
 READ_BYTES = 1 << 20
 NEAR_END = 16
 """An error this close to the end of the text read so far may just need more text."""
+LOW_WATER = 1 << 16
+"""objects() reads the next piece before an object starting this close to the end of the
+text: one cut by the end would be scanned twice, through a costly JSONDecodeError."""
 UTF8_BOM = b"\xef\xbb\xbf"
 OTHER_BOMS = (b"\xff\xfe", b"\xfe\xff")
 
 _SPACE: Any = re.compile(r"[ \t\n\r]*").match  # always matches
 _SEPARATOR = re.compile(r"[ \t\n\r]*([,\]])").match
+_NEXT_OBJECT: Any = re.compile(r"[ \t\n\r]*,[ \t\n\r]*(?=\{)").match
+"""A comma and the next object of an array: the common case after each message."""
+ESCAPE = "\\u"
 
 
 def _refuse_constant(name: str) -> Any:
@@ -38,13 +55,34 @@ def _refuse_constant(name: str) -> Any:
 _SCAN: Any = json.JSONDecoder(parse_constant=_refuse_constant).scan_once  # type: ignore[attr-defined]
 
 
+class DecodedObject(dict[str, Any]):
+    """An object of :meth:`JsonText.objects` decoded as UTF-8 (it has ``\\u`` escapes)."""
+
+
+def utf8(value: str) -> str:
+    """The text of a string read from Latin-1 pieces (raises UnicodeDecodeError if not UTF-8)."""
+    return value if value.isascii() else value.encode("latin-1").decode("utf-8")
+
+
+def decode_value(value: Any) -> Any:
+    """A value read from Latin-1 pieces, with every string (and key) made real text."""
+    if type(value) is str:
+        return utf8(value)
+    if type(value) is list:
+        return [decode_value(item) for item in value]
+    if type(value) is dict:
+        return {utf8(key): decode_value(item) for key, item in value.items()}
+    return value
+
+
 class JsonText:
     """The decoded text of a JSON document, a cursor ``pos`` in it, and the bytes read."""
 
     def __init__(self, raw: IO[bytes], file_name: str) -> None:
         self._raw = raw
-        self._decoder = codecs.getincrementaldecoder("utf-8")()
         self._first = True
+        self._escapes = False  # whether the text held now has a "\u" (rare: slow path)
+        self._value_start = 0  # where the value _raw_value read last starts
         self.file_name = file_name
         self.buf = ""
         self.pos = 0
@@ -67,14 +105,9 @@ class JsonText:
             elif data.startswith(OTHER_BOMS):
                 raise errors.NotUtf8Error(self.file_name)
         self.eof = not data
-        try:
-            text = self._decoder.decode(data, final=self.eof)
-        except UnicodeDecodeError:
-            if self.eof:  # a character cut in half by the end of the file
-                raise errors.TruncatedExportError(self.file_name) from None
-            raise errors.NotUtf8Error(self.file_name) from None
-        self.buf = self.buf[self.pos :] + text
+        self.buf = self.buf[self.pos :] + data.decode("latin-1")
         self.pos = 0
+        self._escapes = ESCAPE in self.buf
         return True
 
     def peek(self) -> str:
@@ -88,6 +121,27 @@ class JsonText:
 
     def value(self) -> Any:
         """Decode the whole value at the cursor and move past it."""
+        return self._decode_last(self._raw_value())
+
+    def _decode_last(self, value: Any) -> Any:
+        """``value``, just read by _raw_value, decoded (as read again if it has escapes)."""
+        start, end = self._value_start, self.pos
+        if self._escapes and self.buf.find(ESCAPE, start, end) >= 0:
+            return self._decoded(start, end)
+        try:
+            return decode_value(value)
+        except UnicodeDecodeError:
+            raise errors.NotUtf8Error(self.file_name) from None
+
+    def _decoded(self, start: int, end: int) -> Any:
+        """The value at ``buf[start:end]`` decoded as UTF-8 first (it has escapes)."""
+        try:
+            return _SCAN(self.buf[start:end].encode("latin-1").decode("utf-8"), 0)[0]
+        except UnicodeDecodeError:
+            raise errors.NotUtf8Error(self.file_name) from None
+
+    def _raw_value(self) -> Any:
+        """The value at the cursor as read (strings as their bytes); moves past it."""
         if self.peek() == "":
             raise errors.TruncatedExportError(self.file_name)
         while True:
@@ -99,7 +153,7 @@ class JsonText:
                 error_at, unterminated = exc.pos, exc.msg.startswith("Unterminated string")
             else:
                 if end < len(self.buf) or self.eof:
-                    self.pos = end
+                    self._value_start, self.pos = self.pos, end
                     return value
                 self.fill()  # a number at the very end may go on in the next piece
                 continue
@@ -120,7 +174,9 @@ class JsonText:
         while True:
             if char != '"':
                 raise self.broken()
-            key = self.value()
+            key = self._raw_value()
+            if not key.isascii():  # no key we look for is; only a bad one fails here
+                key = self._decode_last(key)
             if self.peek() != ":":
                 raise self.broken()
             self.pos += 1
@@ -147,21 +203,48 @@ class JsonText:
         """The objects in the array at the cursor (other elements are skipped).
 
         The loop every message of an export goes through: the common case (a whole object,
-        then a comma) is decoded without leaving this frame.
+        then the same separator as last time, then the next object) is decoded without
+        leaving this frame. Strings are as read (see the module's docstring), unless the
+        object is a :class:`DecodedObject`.
         """
         self.pos += 1  # the "["
         if self.peek() == "]":
             self.pos += 1
             return
+        scan, next_object = _SCAN, _NEXT_OBJECT
+        separator = "\x00"  # what came between the last two objects; nothing matches it yet
+        buf, pos = self.buf, self.pos
+        refill_at = len(buf) - LOW_WATER
         while True:
-            buf, pos = self.buf, self.pos
+            if pos > refill_at and not self.eof:
+                self.pos = pos
+                self.fill()
+                buf, pos = self.buf, self.pos
+                refill_at = len(buf) - LOW_WATER
             try:
                 if buf[pos] != "{":  # anything else may be cut by the end of the piece
                     raise StopIteration
-                value, end = _SCAN(buf, pos)
-            except (StopIteration, json.JSONDecodeError):
-                value = self.value()  # reads on, or tells what is wrong
-                buf, end = self.buf, self.pos
+                value, end = scan(buf, pos)
+            except (StopIteration, IndexError, json.JSONDecodeError):
+                self.pos = pos
+                value = self._raw_value()  # reads on, or tells what is wrong
+                buf, pos, end = self.buf, self._value_start, self.pos
+                refill_at = len(buf) - LOW_WATER
+            if self._escapes and buf.find(ESCAPE, pos, end) >= 0:
+                value = DecodedObject(self._decoded(pos, end))
+            if buf.startswith(separator, end):
+                pos = end + len(separator)
+            else:
+                found = next_object(buf, end)
+                if found is None:
+                    break  # the end of the array, or an element that is not an object
+                separator = buf[end : found.end()]
+                pos = found.end()
+            if type(value) is dict or type(value) is DecodedObject:
+                self.pos = pos  # for a reader of the text while the caller holds this object
+                yield value
+        # The slow way on from the last object read: to the next one, or the array's end.
+        while True:
             found = _SEPARATOR(buf, end)
             if found is None:
                 self.pos = end
@@ -169,12 +252,16 @@ class JsonText:
             else:
                 self.pos = found.end()
                 char = found.group(1)
-            if type(value) is dict:
+            if type(value) is dict or type(value) is DecodedObject:
                 yield value
             if char == "]":
                 return
             if self.peek() == "":
                 raise self.broken()
+            value = self._raw_value()
+            buf, end = self.buf, self.pos
+            if self._escapes and buf.find(ESCAPE, self._value_start, end) >= 0:
+                value = DecodedObject(self._decoded(self._value_start, end))
 
     def skip(self, depth: int) -> None:
         """Move past the value at the cursor, walking ``depth`` levels of it piece by piece."""
@@ -186,7 +273,7 @@ class JsonText:
             for _ in self.elements():
                 self.skip(depth - 1)
         else:
-            self.value()
+            self._raw_value()
 
     def end(self) -> None:
         """Check that only white space follows the document."""
@@ -204,7 +291,7 @@ class JsonText:
         if self.peek() == "[":
             return errors.NotTelegramExportError(self.file_name)
         try:
-            self.value()
+            self._raw_value()
         except errors.ExportError:
             return errors.NotJsonError(self.file_name)
         return errors.NotTelegramExportError(self.file_name)

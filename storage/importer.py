@@ -2,8 +2,9 @@
 
 Parsing is synchronous, so it runs in a worker thread, or for a big JSON export in a child
 process (see :mod:`storage.import_pipeline`), while the event loop keeps serving; the next
-batch is read while the last one is written. Rows go to SQLite as tuples, one
-``executemany`` per batch, inside the single import transaction.
+batch is read while the last one is written. Rows go to SQLite as the parser made them, one
+``executemany`` per batch, inside the single import transaction: this process, which
+writes, does no work per row in Python.
 Re-importing the same export inserts nothing (``(chat_id, message_id)`` is unique).
 """
 
@@ -15,7 +16,6 @@ import json
 import logging
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, tzinfo
 from pathlib import Path
 from typing import Any
@@ -25,16 +25,22 @@ import aiosqlite
 from storage import errors, import_pipeline
 from storage.db import Database, now_unix
 from storage.export_archive import ExportSource, inspect_export
-from storage.export_format import SKIP_REASONS, skip_reason
+from storage.export_format import SKIP_REASONS, MessageRow
 from storage.export_html import HtmlExportParser
 from storage.export_parser import ExportParser
-from storage.import_pipeline import IMPORT_BATCH_SIZE, BatchSource, ChildSource, InProcessSource
+from storage.import_pipeline import (
+    IMPORT_BATCH_SIZE,
+    BatchSource,
+    ChildSource,
+    InProcessSource,
+    RowBatch,
+)
 from storage.messages import save_chats
-from storage.models import ChatRecord, ImportProgress, ImportReport
+from storage.models import ImportProgress, ImportReport
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["IMPORT_BATCH_SIZE", "file_sha256", "import_export"]
+__all__ = ["IMPORT_BATCH_SIZE", "file_sha256", "import_export", "insert_export_message"]
 
 HASH_CHUNK_BYTES = 1 << 20
 
@@ -54,8 +60,15 @@ INSERT_EXPORT_MESSAGE = """
         chat_id, message_id, sender_id, sender_name, is_owner, date_utc, text, kind,
         reply_to_id, forwarded_from, via_bot, import_id, source
     )
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'export')
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, {import_id:d}, 'export')
 """
+"""Formatted with the import's id (an int, see :func:`insert_export_message`): the same for
+every row, so that rows need no copy with one more value to bind."""
+
+
+def insert_export_message(import_id: int) -> str:
+    """The statement that inserts one export row (a MessageRow) of import ``import_id``."""
+    return INSERT_EXPORT_MESSAGE.format(import_id=int(import_id))
 
 
 async def import_export(
@@ -148,14 +161,14 @@ async def _import_rows(
     tally = _Tally()
     async with db.transaction() as conn:
         import_id = await _insert_import(conn, sha256, name, owner_id)
-        suffix = (import_id,)
-        reading = asyncio.ensure_future(asyncio.to_thread(_next_batch, rows, suffix))
+        insert = insert_export_message(import_id)
+        reading = asyncio.ensure_future(asyncio.to_thread(rows.next_batch))
         try:
             while batch := await reading:
-                reading = asyncio.ensure_future(asyncio.to_thread(_next_batch, rows, suffix))
+                reading = asyncio.ensure_future(asyncio.to_thread(rows.next_batch))
                 await save_chats(conn, batch.chats)
                 tally.add(batch)
-                tally.new_messages += await _insert_rows(conn, batch.rows)
+                tally.new_messages += await _insert_rows(conn, insert, batch.rows)
                 _report(progress, batch.bytes_read, rows.bytes_total, tally)
         finally:
             # A worker thread still reading ends on its own (the caller's close() ends it);
@@ -200,22 +213,11 @@ class _Tally:
         self.new_messages = 0
         self.skipped: Counter[str] = Counter()
 
-    def add(self, batch: _Batch) -> None:
+    def add(self, batch: RowBatch) -> None:
         self.chats += len(batch.chats)
         self.messages += len(batch.rows)
         self.owner_messages += batch.owner_messages
         self.skipped.update(batch.skipped)
-
-
-@dataclass(frozen=True)
-class _Batch:
-    """The next rows to write (ending in the import id) and what they count for the report."""
-
-    chats: list[ChatRecord]
-    rows: list[tuple[Any, ...]]
-    bytes_read: int
-    owner_messages: int
-    skipped: Counter[str]
 
 
 def _check_not_empty(path: Path, name: str) -> None:
@@ -227,34 +229,15 @@ def _check_not_empty(path: Path, name: str) -> None:
         raise errors.EmptyExportError(name)
 
 
-def _next_batch(rows: BatchSource, suffix: tuple[int]) -> _Batch | None:
-    """Read the next batch and count it (runs in a worker thread)."""
-    batch = rows.next_batch()
-    if batch is None:
-        return None
-    stored: list[tuple[Any, ...]] = []
-    append = stored.append
-    owner = 0
-    skipped: Counter[str] = Counter()
-    for row in batch.rows:
-        append(row + suffix)
-        _, _, _, _, is_owner, _, text, kind, _, forwarded_from, via_bot = row
-        owner += is_owner
-        reason = skip_reason(kind, text, forwarded_from, via_bot)
-        if reason is not None:
-            skipped[reason] += 1
-    return _Batch(batch.chats, stored, batch.bytes_read, owner, skipped)
-
-
-async def _insert_rows(conn: aiosqlite.Connection, rows: list[tuple[Any, ...]]) -> int:
+async def _insert_rows(conn: aiosqlite.Connection, insert: str, rows: list[MessageRow]) -> int:
     """Insert message rows not stored yet; return how many were new."""
     before = conn.total_changes
     try:
-        await conn.executemany(INSERT_EXPORT_MESSAGE, rows)
+        await conn.executemany(insert, rows)
     except UnicodeEncodeError:
         # A lone surrogate ("\ud800" in the JSON) cannot be stored as UTF-8: store "?" for
         # it. Rows before the bad one are in already; INSERT OR IGNORE skips them.
-        await conn.executemany(INSERT_EXPORT_MESSAGE, [_encodable(row) for row in rows])
+        await conn.executemany(insert, [_encodable(row) for row in rows])
     return conn.total_changes - before
 
 

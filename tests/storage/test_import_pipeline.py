@@ -6,12 +6,15 @@ import asyncio
 import json
 import multiprocessing
 import pickle
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from storage import errors, import_pipeline
 from storage.db import Database
+from storage.export_format import SKIP_REASONS, skip_reason
+from storage.export_parser import ExportParser
 from storage.import_pipeline import ParserProcessError, rebuild_export_error
 from storage.importer import IMPORT_BATCH_SIZE, import_export
 from storage.messages import load_corpus
@@ -148,3 +151,33 @@ def test_export_errors_are_rebuilt_as_themselves(error: errors.ExportError) -> N
     assert type(rebuilt) is type(error)
     assert str(rebuilt) == str(error)
     assert rebuilt.message == error.message
+
+
+def test_batches_count_the_owner_and_every_skip_reason(tmp_path: Path) -> None:
+    data = json.loads(ERA_2023.read_text("utf-8"))
+    texts = ["", " ", "\u00a0\u2003", "ok", " ok "]
+    extra: list[dict[str, object]] = [
+        {"id": 900 + n, "type": "message", "date_unixtime": "1700000000", "from_id": "user5",
+         "text": text, **fields}
+        for n, (text, fields) in enumerate(
+            (text, fields)
+            for text in texts
+            for fields in ({}, {"forwarded_from": None}, {"via_bot": "@b"}, {"photo": "p.jpg"},
+                           {"media_type": "sticker", "sticker_emoji": "🙂"})
+        )
+    ]  # fmt: skip
+    data["chats"]["list"][0]["messages"] += extra
+    path = tmp_path / "result.json"
+    path.write_text(json.dumps(data, ensure_ascii=False), "utf-8")
+    parser = ExportParser(path)
+    batches = list(import_pipeline.read_batches(parser))
+    rows = [row for batch in batches for row in batch.rows]
+    expected = Counter(skip_reason(row[7], row[6], row[9], row[10]) for row in rows)
+    del expected[None]
+    counted: Counter[str] = Counter()
+    for batch in batches:
+        counted.update(batch.skipped)
+    assert counted == expected
+    assert set(expected) == set(SKIP_REASONS)  # every reason occurs
+    assert sum(batch.owner_messages for batch in batches) == sum(row[4] for row in rows)
+    assert len(rows) == len(list(ExportParser(path).items())) - sum(len(b.chats) for b in batches)
