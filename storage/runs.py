@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from datetime import datetime
 from typing import cast
 
@@ -58,10 +59,23 @@ SELECT_ACTIVE_RUN = f"""
     LIMIT 1
 """
 
-FAIL_STALE_RUNS = """
-    UPDATE training_runs
-    SET status = 'failed', finished_at = ?, error = ?
+SELECT_UNFINISHED_RUNS = f"""
+    SELECT {RUN_COLUMNS}
+    FROM training_runs
     WHERE status IN ('queued', 'running')
+    ORDER BY run_id
+"""
+
+RECORD_RUN_LOCATION = """
+    UPDATE training_runs
+    SET runner = ?, pid = ?, host = ?, remote_dir = ?
+    WHERE run_id = ?
+"""
+
+SELECT_RUN_LOCATION = """
+    SELECT runner, pid, host, remote_dir
+    FROM training_runs
+    WHERE run_id = ?
 """
 
 ADAPTER_COLUMNS = """
@@ -156,14 +170,46 @@ async def active_run(db: Database) -> TrainingRun | None:
     return await _fetch_run(db, SELECT_ACTIVE_RUN, ())
 
 
-async def fail_stale_runs(db: Database, reason: str) -> int:
-    """Mark runs left queued or running (by a previous bot process) as failed; return count."""
+@dataclass(frozen=True)
+class RunLocation:
+    """Where a run's training process lives, so a restarted bot can find it again.
+
+    ``runner`` is ``local`` or ``ssh``; ``pid`` is the process id on that machine, ``host``
+    the SSH host (``user@host:port``) and ``remote_dir`` the run's directory there.
+    """
+
+    runner: str
+    pid: int
+    host: str | None = None
+    remote_dir: str | None = None
+
+
+async def record_run_location(db: Database, run_id: int, location: RunLocation) -> None:
+    """Remember which process (on which host) trains this run."""
+    params = (location.runner, location.pid, location.host, location.remote_dir, run_id)
     async with db.transaction() as conn:
-        cursor = await conn.execute(FAIL_STALE_RUNS, (now_unix(), reason))
-        count = cursor.rowcount
-    if count:
-        logger.warning("Marked %d stale training run(s) as failed", count)
-    return count
+        await _update_one(conn, RECORD_RUN_LOCATION, params, run_id)
+
+
+async def run_location(db: Database, run_id: int) -> RunLocation | None:
+    """The recorded training process of a run; None before one was started."""
+    async with db.read() as conn, conn.execute(SELECT_RUN_LOCATION, (run_id,)) as cursor:
+        row = await cursor.fetchone()
+    if row is None or row["pid"] is None:
+        return None
+    return RunLocation(
+        runner=row["runner"] or "local",
+        pid=int(row["pid"]),
+        host=row["host"],
+        remote_dir=row["remote_dir"],
+    )
+
+
+async def unfinished_runs(db: Database) -> list[TrainingRun]:
+    """Runs still queued or running (after a restart: left by the previous bot), oldest first."""
+    async with db.read() as conn, conn.execute(SELECT_UNFINISHED_RUNS) as cursor:
+        rows = await cursor.fetchall()
+    return [_training_run(row) for row in rows]
 
 
 async def add_adapter(
@@ -233,8 +279,10 @@ async def _update_one(
 async def _fetch_run(db: Database, sql: str, params: tuple[object, ...]) -> TrainingRun | None:
     async with db.read() as conn, conn.execute(sql, params) as cursor:
         row = await cursor.fetchone()
-    if row is None:
-        return None
+    return None if row is None else _training_run(row)
+
+
+def _training_run(row: aiosqlite.Row) -> TrainingRun:
     return TrainingRun(
         run_id=row["run_id"],
         status=cast(RunStatus, row["status"]),

@@ -7,20 +7,24 @@ from pathlib import Path
 import pytest
 
 from storage.db import Database
+from storage.migrations import MIGRATIONS
 from storage.runs import (
+    RunLocation,
     active_run,
     add_adapter,
     add_run_eval,
     create_run,
     current_adapter,
-    fail_stale_runs,
     finish_run,
     get_adapter,
     get_run,
     latest_run,
     mark_run_running,
     promote_adapter,
+    record_run_location,
     run_evals,
+    run_location,
+    unfinished_runs,
 )
 
 
@@ -75,25 +79,6 @@ async def test_latest_run_is_the_newest(db: Database) -> None:
     assert latest is not None and latest.run_id == second > first
 
 
-async def test_fail_stale_runs(db: Database) -> None:
-    queued = await create_run(db, "schedule")
-    running = await create_run(db, "command")
-    await mark_run_running(db, running, None, "/runs/2")
-    done = await create_run(db, "cli")
-    await finish_run(db, done, "succeeded", {}, None)
-
-    assert await fail_stale_runs(db, "the bot restarted") == 2
-    for run_id in (queued, running):
-        run = await get_run(db, run_id)
-        assert run is not None
-        assert (run.status, run.error) == ("failed", "the bot restarted")
-        assert run.finished_at is not None
-    finished = await get_run(db, done)
-    assert finished is not None and finished.status == "succeeded"
-    assert await active_run(db) is None
-    assert await fail_stale_runs(db, "again") == 0
-
-
 async def test_promotion_unpromotes_the_others(db: Database) -> None:
     run_id = await create_run(db, "command")
     assert await current_adapter(db) is None
@@ -139,5 +124,43 @@ async def test_evaluations_of_a_run_are_kept_in_step_order(tmp_path: Path) -> No
             (100, {"eval_loss": 1.8}),
         ]
         assert await run_evals(db, run_id + 1) == []
+    finally:
+        await db.close()
+
+
+async def test_a_run_remembers_where_its_training_process_lives(db: Database) -> None:
+    queued = await create_run(db, "schedule")
+    local = await create_run(db, "command")
+    remote = await create_run(db, "command")
+    await mark_run_running(db, remote, None, "/data/runs/run-0003")
+    assert await run_location(db, remote) is None  # no process started yet
+    await record_run_location(db, local, RunLocation("local", 4321))
+    where = RunLocation("ssh", 77, "me@gpu:2222", "/home/me/tgclone-runs/run-0003")
+    await record_run_location(db, remote, where)
+    assert await run_location(db, local) == RunLocation("local", 4321, None, None)
+    assert await run_location(db, remote) == where
+    run = await get_run(db, remote)
+    assert run is not None and (run.pid, run.run_dir) == (77, "/data/runs/run-0003")
+    with pytest.raises(LookupError):
+        await record_run_location(db, remote + 1, where)
+
+    await finish_run(db, local, "failed", {}, "killed")
+    assert [run.run_id for run in await unfinished_runs(db)] == [queued, remote]
+
+
+async def test_m006_adds_run_locations_to_an_older_database(tmp_path: Path) -> None:
+    path = tmp_path / "older.sqlite3"
+    older = await Database.open(path, migrations=MIGRATIONS[:5])
+    try:
+        run_id = await create_run(older, "command")
+        await mark_run_running(older, run_id, 999, "/runs/run-0001")
+    finally:
+        await older.close()
+    db = await Database.open(path)
+    try:
+        # A run from before m006 was local: its pid is all there is.
+        assert await run_location(db, run_id) == RunLocation("local", 999)
+        await record_run_location(db, run_id, RunLocation("ssh", 5, "gpu:22", "/r"))
+        assert await run_location(db, run_id) == RunLocation("ssh", 5, "gpu:22", "/r")
     finally:
         await db.close()
