@@ -161,6 +161,18 @@ class TrainConfig:
     """auto: 4-bit NF4 when CUDA is available, none otherwise; 4bit requires CUDA."""
     seed: int = 42
     """Seed for LoRA initialisation and data order."""
+    padding_free: bool = True
+    """Concatenate each micro-batch into one row with no padding (TRL ``padding_free``).
+
+    Position ids restart at every sample, so samples never attend to each other: flash-attention
+    (when ``flash_attn`` is installed) reads the boundaries as ``cu_seq_lens``, sdpa/eager get a
+    block-diagonal causal mask from transformers. The loss mask is the padded path's, token by
+    token. False pads every micro-batch to its longest sample (the plain baseline)."""
+    packing: bool = False
+    """Best-fit-decreasing packing of whole samples into rows of ``max_length`` tokens (TRL
+    ``packing_strategy="bfd"``, no sample is cut). Needs ``padding_free``. Off by default: it
+    makes fewer, fuller steps per epoch, which changes what ``eval_steps`` and the learning-rate
+    schedule mean; padding-free alone already removes the padding."""
     generation: GenerationSettings = field(default_factory=GenerationSettings)
     """Sampling settings saved in clone.json for serving."""
     dataset_fingerprint: str = ""
@@ -215,6 +227,9 @@ class TrainConfig:
             )
         if self.dataset_size < 0:
             problems.append(f"dataset_size must be >= 0, got {self.dataset_size}")
+        for name in ("padding_free", "packing"):
+            if not isinstance(getattr(self, name), bool):
+                problems.append(f"{name} must be true or false, got {getattr(self, name)!r}")
         return problems
 
     def problems(self) -> list[str]:
@@ -227,6 +242,11 @@ class TrainConfig:
             problems.append(
                 f"eval_steps ({self.eval_steps}) exceeds max_steps ({self.max_steps}): no "
                 "evaluation would run; lower eval_steps"
+            )
+        if self.packing and not self.padding_free:
+            problems.append(
+                "packing needs padding_free (packed rows are split back into samples by position "
+                "ids, not by an attention mask): set padding_free=True or packing=False"
             )
         if self.dataset_size > 0 and not self.dataset_fingerprint:
             problems.append("dataset_size is set without dataset_fingerprint; pass both")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import importlib.util
 import json
 import logging
 import os
@@ -24,6 +25,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from training.chat_format import CloneSpec, save_clone_spec, tokenize_for_training
 from training.config import TrainConfig
 from training.dataset import fingerprint, read_jsonl
+from training.token_stats import TokenStats, measure_token_stats
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -50,7 +52,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         flag = "--" + f.name.replace("_", "-")
         names = [flag, FLAG_ALIASES[f.name]] if f.name in FLAG_ALIASES else [flag]
         hint = hints[f.name]
-        if hint is int or hint is float:
+        if hint is bool:
+            # --padding-free / --no-padding-free; unset keeps the config file's value.
+            parser.add_argument(*names, dest=f.name, action=argparse.BooleanOptionalAction)
+        elif hint is int or hint is float:
             parser.add_argument(*names, dest=f.name, type=hint, help=f.name)
         elif hint is Path or hint is str or _is_optional_str(hint):
             parser.add_argument(*names, dest=f.name, help=f.name)
@@ -87,6 +92,17 @@ def load_config(args: argparse.Namespace) -> TrainConfig:
     return config
 
 
+def attention_implementation(cuda: bool) -> str:
+    """flash_attention_2 on CUDA when ``flash_attn`` is installed, else sdpa.
+
+    Both keep padding-free samples apart: flash-attention through ``cu_seq_lens``, sdpa through
+    the block-diagonal mask transformers builds from restarting position ids.
+    """
+    if cuda and importlib.util.find_spec("flash_attn") is not None:
+        return "flash_attention_2"
+    return "sdpa"
+
+
 def load_tokenizer_and_model(
     config: TrainConfig,
 ) -> tuple[PreTrainedTokenizerBase, PreTrainedModel, bool]:
@@ -115,7 +131,7 @@ def load_tokenizer_and_model(
     # Padding with eos would hide <|im_end|> from the loss wherever the collator masks padding.
     tokenizer.pad_token = PAD_TOKEN
 
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, Any] = {"attn_implementation": attention_implementation(cuda)}
     if quantized:
         kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True,
@@ -149,7 +165,13 @@ def load_tokenizer_and_model(
             use_gradient_checkpointing=True,
             gradient_checkpointing_kwargs={"use_reentrant": False},
         )
-    logger.info("loaded %s (quantized=%s, cuda=%s)", config.base_model, quantized, cuda)
+    logger.info(
+        "loaded %s (quantized=%s, cuda=%s, attention=%s)",
+        config.base_model,
+        quantized,
+        cuda,
+        kwargs["attn_implementation"],
+    )
     return tokenizer, model, quantized
 
 
@@ -218,7 +240,7 @@ def _progress_callback(emit: Emit) -> Any:
             values = {k: v for k, v in (logs or {}).items() if isinstance(v, int | float)}
             if any(k.startswith("eval_") for k in values):
                 event = "eval"
-            elif "train_runtime" in values:
+            elif "train_loss" in values:  # the summary; every log carries train_runtime
                 event = "train_end"
             else:
                 event = "log"
@@ -264,10 +286,17 @@ def build_trainer(
         greater_is_better=False,
         logging_steps=config.logging_steps,
         logging_first_step=True,
+        # Real (non-pad) tokens per log line: num_input_tokens_seen, also what benchmarks time.
+        include_num_input_tokens_seen="non_padding",
         report_to=[],
         disable_tqdm=True,
         seed=config.seed,
-        max_length=config.max_length,
+        # load_datasets already dropped longer samples; TRL refuses a max_length it would not
+        # enforce (padding-free without packing), while packing needs it as the row length.
+        max_length=config.max_length if config.packing or not config.padding_free else None,
+        padding_free=config.padding_free,
+        packing=config.packing,
+        packing_strategy="bfd",
         use_cpu=not cuda,
         bf16=cuda and torch.cuda.is_bf16_supported(),
         # The new names: TRL's default gradient_checkpointing=True is an alias transformers 5
@@ -300,6 +329,19 @@ def build_trainer(
         peft_config=peft_config,
         callbacks=callbacks,
     )
+
+
+def measure_tokens(trainer: SFTTrainer, train_dataset: Dataset, emit: Emit) -> TokenStats:
+    """Token efficiency of the run's own batches; emitted as a ``tokens`` event and logged."""
+    stats = measure_token_stats(trainer, train_dataset)
+    emit({"event": "tokens", **stats.to_dict()})
+    logger.info(
+        "token efficiency %.3f (real/processed), loss tokens / owner tokens %.3f, %d batches",
+        stats.token_efficiency,
+        stats.loss_token_share,
+        stats.batches,
+    )
+    return stats
 
 
 def train(trainer: SFTTrainer) -> dict[str, float]:
@@ -361,6 +403,17 @@ def _event_writer(stream: TextIO) -> Emit:
     return emit
 
 
+def _is_main_process() -> bool:
+    """True in a plain run and on rank 0 of an ``accelerate launch``."""
+    from accelerate import PartialState
+
+    return bool(PartialState().is_main_process)
+
+
+def _discard_event(event: dict[str, Any]) -> None:
+    """The events of the other ranks: the main one reports for all."""
+
+
 def main(argv: list[str] | None = None) -> int:
     """Train one adapter; exit status 0 on success, 1 on failure (result.json says why)."""
     logging.basicConfig(
@@ -371,20 +424,26 @@ def main(argv: list[str] | None = None) -> int:
     config = load_config(parse_args(argv))
     config.output_dir.mkdir(parents=True, exist_ok=True)
     (config.output_dir / RESULT_FILE).unlink(missing_ok=True)
-    emit = _event_writer(sys.stdout)
+    # Under `accelerate launch` every rank runs main(): only the main one reports and saves.
+    main_process = _is_main_process()
+    emit = _event_writer(sys.stdout) if main_process else _discard_event
     # Libraries print to stdout now and then; stdout is reserved for the JSON events.
     with contextlib.redirect_stdout(sys.stderr):
         try:
             tokenizer, model, _quantized = load_tokenizer_and_model(config)
             train_dataset, eval_dataset, info = load_datasets(config, tokenizer)
             trainer = build_trainer(config, tokenizer, model, train_dataset, eval_dataset, emit)
+            token_stats = measure_tokens(trainer, train_dataset, emit)
             train_metrics = train(trainer)
-            metrics = {**train_metrics, **evaluate(trainer)}
+            metrics = {**train_metrics, **evaluate(trainer), **token_stats.metrics()}
+            if not main_process:
+                return 0
             adapter_dir = save_adapter(config, trainer, tokenizer, metrics, info)
         except Exception as exc:
             logger.exception("training failed")
             error = f"{type(exc).__name__}: {exc}"[:1000]
-            write_result(config.output_dir, {"status": "failed", "error": error})
+            if main_process:
+                write_result(config.output_dir, {"status": "failed", "error": error})
             emit({"event": "failed", "error": error})
             return 1
     result = {
@@ -395,9 +454,12 @@ def main(argv: list[str] | None = None) -> int:
         "eval_samples": info["eval_samples"],
         "dropped_too_long": info["dropped_too_long"],
         "dataset_fingerprint": info["dataset_fingerprint"],
+        # Every log and evaluation of the run (loss curves are drawn from it).
+        "log_history": trainer.state.log_history,
     }
     write_result(config.output_dir, result)
-    emit({"event": "done", **result})
+    # The history stays in result.json; one event line need not carry it.
+    emit({"event": "done", **{k: v for k, v in result.items() if k != "log_history"}})
     return 0
 
 

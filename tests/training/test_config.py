@@ -96,3 +96,15 @@ def test_dataset_config_new_fields_are_checked_and_round_trip() -> None:
         DatasetConfig(merge_window=timedelta(hours=1)).validate()
     config = DatasetConfig(merge_window=timedelta(seconds=90), dedup_scope="corpus")
     assert DatasetConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+
+
+def test_padding_free_is_the_default_and_packing_needs_it() -> None:
+    config = _train_config()
+    assert config.padding_free and not config.packing
+    _train_config(packing=True).validate()
+    with pytest.raises(ValueError, match="packing needs padding_free"):
+        _train_config(padding_free=False, packing=True).validate()
+    with pytest.raises(ValueError, match="padding_free must be true or false"):
+        _train_config(padding_free="yes")
+    plain = _train_config(padding_free=False)
+    assert TrainConfig.from_dict(json.loads(json.dumps(plain.to_dict()))) == plain

@@ -67,6 +67,11 @@ def test_flags_override_the_config_file(tmp_path: Path) -> None:
     assert config.learning_rate == 5e-3
     with pytest.raises(ValueError, match="eval_steps"):
         load_config(parse_args([*argv, "--eval-steps", "50"]))
+    assert config.padding_free and not config.packing
+    assert load_config(parse_args([*argv, "--packing"])).packing
+    assert not load_config(parse_args([*argv, "--no-padding-free"])).padding_free
+    with pytest.raises(ValueError, match="packing needs padding_free"):
+        load_config(parse_args([*argv, "--no-padding-free", "--packing"]))
 
 
 def test_datasets_must_match_the_system_prompt_and_have_eval(
@@ -88,7 +93,8 @@ def test_datasets_must_match_the_system_prompt_and_have_eval(
 def test_trl_builds_labels_from_the_assistant_masks(tmp_path: Path, tiny_model_dir: Path) -> None:
     from training.train import build_trainer, load_tokenizer_and_model
 
-    config = TrainConfig.from_dict(json.loads(_write_run(tmp_path, tiny_model_dir).read_text()))
+    path = _write_run(tmp_path, tiny_model_dir, padding_free=False)
+    config = TrainConfig.from_dict(json.loads(path.read_text()))
     tokenizer, model, quantized = load_tokenizer_and_model(config)
     assert not quantized and tokenizer.pad_token_id == 151643 and tokenizer.eos_token_id == 151645
     train, held_out, _info = load_datasets(config, tokenizer)
@@ -134,9 +140,19 @@ async def test_real_training_run_through_the_local_runner(
     assert result == outcome.result
     assert result["status"] == "succeeded" and result["adapter_dir"] == str(adapter_dir)
     assert result["metrics"]["eval_loss"] == spec.metrics["eval_loss"]
+    # Padding-free (the default): every processed token is real, exactly the owner's are trained.
+    assert result["metrics"]["token_efficiency"] == 1.0
+    assert result["metrics"]["loss_token_share"] == 1.0
+    history = result["log_history"]
+    assert [row["step"] for row in history if "loss" in row][:2] == [1, 2]
+    assert sum(1 for row in history if "eval_loss" in row) >= 3
 
     kinds = [event["event"] for event in events]
-    assert kinds[0] == "start" and kinds[-1] == "done"
+    assert kinds[:2] == ["tokens", "start"] and kinds[-1] == "done"
+    tokens = events[0]
+    assert tokens["processed_tokens"] == tokens["real_tokens"] > 0
+    assert tokens["loss_tokens"] == tokens["owner_tokens"] > 0
+    assert "log_history" not in events[-1]
     evals = [event for event in events if event["event"] == "eval"]
     assert len(evals) >= 3 and all("eval_loss" in event for event in evals)
     losses = [event["loss"] for event in events if event["event"] == "log"]

@@ -1,0 +1,23 @@
+"""The bot-latency benchmark's core on 10 chats, so that it cannot rot.
+
+Latency targets are the benchmark's business (this machine may be busy); here every update
+must be answered, completely and in order, and the figures must be there.
+"""
+
+from __future__ import annotations
+
+import math
+
+from benchmarks.bot_latency import run_variant
+
+
+async def test_ten_chats_are_all_answered_in_order_with_figures() -> None:
+    report = await run_variant(
+        chats=10, messages_per_chat=2, engine_delay=0.05, piece_delay=0.005, streaming=True
+    )
+    assert report.complete, (report.lost, report.wrong_chats)
+    assert len(report.overheads_ms) == 20
+    assert all(math.isfinite(ms) and ms > -5 for ms in report.overheads_ms)
+    assert report.percentile(50) <= report.percentile(99)
+    assert 0 <= report.worst_lag_ms < 10_000
+    assert "streaming" in report.row()
