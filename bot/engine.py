@@ -1,30 +1,56 @@
 """The clone's inference engine: base model + current adapter, off the event loop.
 
-One worker thread owns the model. Generation requests and adapter swaps queue on it in
-order, so a swap never races a generation and no request is dropped while it happens.
+This module holds what every engine shares (the ``ReplyEngine`` protocol, its errors, the
+serving-side generation overrides) and ``CloneEngine``, the in-process transformers engine.
+``bot.openai_engine`` talks to an OpenAI-compatible server instead; ``bot.engine_factory``
+picks one from the settings.
+
+``CloneEngine``: one worker thread owns the model. Generation requests and control jobs
+(adapter swaps, release, restore) queue on it in order, so a swap never races a generation and
+no request is dropped while it happens. Requests waiting together (different chats) are
+generated as one batch, each streaming its own text back to its own consumer.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from bot.engine_jobs import DONE, ControlJob, Done, GenerationRequest, JobQueue, Stop
+from bot.generation_stream import END_OF_TEXT, IM_END, StreamTarget, generate_batch
 from training.chat_format import ChatMessage, CloneSpec, load_clone_spec, render_prompt
 from training.config import GenerationSettings
-from training.modeling import Device, load_adapter_tokenizer, load_base_model
+from training.modeling import (
+    Device,
+    ServingQuantization,
+    load_adapter_tokenizer,
+    load_base_model,
+)
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
+__all__ = [
+    "END_OF_TEXT",
+    "IM_END",
+    "CloneEngine",
+    "EngineBusyError",
+    "EnginePausedError",
+    "EngineUnavailableError",
+    "GenerationOverrides",
+    "NoAdapterError",
+    "ReplyEngine",
+]
+
 logger = logging.getLogger(__name__)
 
-IM_END = "<|im_end|>"
-END_OF_TEXT = "<|endoftext|>"
+DEFAULT_QUEUE_SIZE = 32
+DEFAULT_MAX_BATCH = 4
 
 
 class ReplyEngine(Protocol):
@@ -62,17 +88,35 @@ class EnginePausedError(RuntimeError):
     """The engine gave the accelerator to a training run; it answers again afterwards."""
 
 
+class EngineBusyError(RuntimeError):
+    """Too many replies are already waiting (ENGINE_QUEUE_SIZE); try again in a moment."""
+
+
+class EngineUnavailableError(ConnectionError):
+    """The model server (ENGINE=openai) cannot be reached or failed the request.
+
+    A ``ConnectionError`` (so an ``OSError``): callers that keep the old adapter when a new
+    one cannot be loaded already catch it.
+    """
+
+
 @dataclass(frozen=True)
 class GenerationOverrides:
-    """Serving-side overrides of the generation settings saved in clone.json."""
+    """Serving-side overrides of the generation settings saved in clone.json (None: keep)."""
 
     do_sample: bool | None = None
     max_new_tokens: int | None = None
     temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    repetition_penalty: float | None = None
 
     def apply(self, base: GenerationSettings) -> GenerationSettings:
+        """``base`` with every set override; raises ``ValueError`` naming each problem."""
         changes = {k: v for k, v in vars(self).items() if v is not None}
-        return replace(base, **changes)
+        settings = replace(base, **changes)
+        settings.validate()
+        return settings
 
 
 @dataclass
@@ -83,22 +127,46 @@ class _Loaded:
     adapter_name: str
     adapter_dir: Path
     spec: CloneSpec
+    settings: GenerationSettings
 
 
 class CloneEngine:
-    """Loads the base model once, hot-swaps adapters, and generates replies in a thread."""
+    """Base model + adapter in this process: batched, streamed generation in one thread.
+
+    Args:
+        device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
+        quantization: ``auto`` (4-bit on CUDA, float32 on CPU), ``4bit`` or ``bf16``.
+        overrides: Serving overrides of clone.json's generation settings.
+        queue_size: Requests that may wait for the worker; one more raises EngineBusyError.
+        max_batch: Most requests generated together in one batch.
+    """
 
     def __init__(
         self,
         device: Device = "auto",
         overrides: GenerationOverrides | None = None,
+        *,
+        quantization: ServingQuantization = "auto",
+        queue_size: int = DEFAULT_QUEUE_SIZE,
+        max_batch: int = DEFAULT_MAX_BATCH,
     ) -> None:
+        if queue_size < 1 or max_batch < 1:
+            raise ValueError("queue_size and max_batch must be >= 1")
         self._device = device
+        self._quantization = quantization
         self._overrides = overrides or GenerationOverrides()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clone-engine")
+        self._jobs = JobQueue(max_waiting=queue_size, max_batch=max_batch)
         self._loaded: _Loaded | None = None
         self._requested: Path | None = None
+        self._released_dir: Path | None = None  # what served when ``release`` was called
+        self._paused = False
+        self._closed = False
         self._swaps = 0
+        self._batch_sizes: list[int] = []
+        self._worker = threading.Thread(target=self._work, name="clone-engine", daemon=True)
+        self._worker.start()
+
+    # --- asyncio side ----------------------------------------------------------------
 
     @property
     def has_adapter(self) -> bool:
@@ -109,45 +177,182 @@ class CloneEngine:
     def adapter_dir(self) -> Path | None:
         return self._requested
 
+    @property
+    def paused(self) -> bool:
+        """Between ``release`` and ``restore``."""
+        return self._paused
+
+    @property
+    def model_loaded(self) -> bool:
+        """Whether the worker holds a model right now (False after ``release``)."""
+        return self._loaded is not None
+
+    @property
+    def batch_sizes(self) -> tuple[int, ...]:
+        """Size of every batch generated so far, in order."""
+        return tuple(self._batch_sizes)
+
     async def load_adapter(self, adapter_dir: Path) -> None:
-        """Make `adapter_dir` the serving adapter; returns when it is live."""
+        """Make `adapter_dir` the serving adapter; returns when it is live.
+
+        Requests queued before the call finish on the old adapter, later ones get the new.
+        While released, the adapter's clone.json is checked now and the weights are loaded
+        by ``restore``. A failure leaves the serving adapter as it was.
+        """
+        if self._paused:
+            await asyncio.to_thread(self._check_files, adapter_dir)
+            self._requested = adapter_dir
+            return
         self._requested = adapter_dir
-        loop = asyncio.get_running_loop()
         try:
-            await loop.run_in_executor(self._executor, self._load_sync, adapter_dir)
-        except BaseException:
-            self._requested = self._loaded.adapter_dir if self._loaded else None
+            await self._control(lambda: self._load_sync(adapter_dir))
+        except Exception:  # a cancelled caller leaves the queued load to finish
+            if self._requested == adapter_dir:
+                self._requested = self._loaded.adapter_dir if self._loaded else None
             raise
 
     async def generate(self, history: Sequence[ChatMessage]) -> str:
-        """The clone's reply to `history` (user/assistant turns, oldest first)."""
-        if not self.has_adapter:
-            raise NoAdapterError("no adapter is loaded")
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._generate_sync, list(history))
+        """The clone's reply to `history` (user/assistant turns, oldest first), stripped."""
+        pieces = [piece async for piece in self.stream(history)]
+        return "".join(pieces).strip()
 
     async def stream(self, history: Sequence[ChatMessage]) -> AsyncIterator[str]:
-        """The reply in pieces (to be replaced by token streaming from the worker thread)."""
-        yield await self.generate(history)
+        """The reply in pieces as the model writes them; a consumer may stop early.
+
+        Raises:
+            NoAdapterError: nothing to answer with.
+            EnginePausedError: released for a training run.
+            EngineBusyError: ENGINE_QUEUE_SIZE requests are already waiting.
+        """
+        request = self._submit(list(history))
+        try:
+            while True:
+                item = await request.pieces.get()
+                if isinstance(item, Done):
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            request.abandon()  # a consumer that left frees its row of the batch
 
     async def release(self) -> None:
-        """Free the accelerator for a training run (see ReplyEngine.release)."""
+        """Let queued requests finish, then unload the model and empty the CUDA cache.
+
+        New requests raise EnginePausedError until ``restore``.
+        """
+        if self._paused:
+            return
+        self._paused = True
+        self._released_dir = self._loaded.adapter_dir if self._loaded else None
+        await self._control(self._unload_sync)
+        logger.info("engine released the model for a training run")
 
     async def restore(self) -> None:
-        """Load the serving adapter again (see ReplyEngine.restore)."""
+        """Load the serving adapter again after ``release``; requests queue behind the load.
+
+        When an adapter promoted while released cannot be loaded, the one that served before
+        the release serves again and the error is raised; with none, the engine serves
+        nothing (NoAdapterError).
+        """
+        if not self._paused:
+            return
+        self._paused = False
+        adapter_dir, previous = self._requested, self._released_dir
+        if adapter_dir is None:
+            return
+        try:
+            await self._control(lambda: self._load_sync(adapter_dir))
+        except Exception:
+            if self._requested == adapter_dir:
+                self._requested = None
+                if previous is not None and previous != adapter_dir:
+                    self._requested = previous
+                    await self._control(lambda: self._load_sync(previous))
+            raise
 
     async def close(self) -> None:
-        """Stop the worker thread and free the model."""
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._executor, self._unload_sync)
-        self._executor.shutdown(wait=True)
+        """Finish what is queued, stop the worker thread and free the model."""
+        if self._closed:
+            return
+        self._closed = True
+        self._jobs.put(Stop())
+        await asyncio.to_thread(self._worker.join)
+
+    def _submit(self, history: list[ChatMessage]) -> GenerationRequest:
+        if self._closed:
+            raise RuntimeError("the engine is closed")
+        if self._paused:
+            raise EnginePausedError("the model is released for a training run")
+        if not self.has_adapter:
+            raise NoAdapterError("no adapter is loaded")
+        request = GenerationRequest(history, asyncio.get_running_loop())
+        if not self._jobs.offer(request):
+            raise EngineBusyError("ENGINE_QUEUE_SIZE replies are already waiting")
+        return request
+
+    async def _control(self, action: Callable[[], None]) -> None:
+        if self._closed:
+            raise RuntimeError("the engine is closed")
+        job = ControlJob(action, asyncio.get_running_loop())
+        self._jobs.put(job)
+        await job.done
 
     # --- worker thread ---------------------------------------------------------------
+
+    def _work(self) -> None:
+        while True:
+            job = self._jobs.take()
+            if isinstance(job, Stop):
+                self._unload_sync()
+                return
+            if isinstance(job, ControlJob):
+                job.run()
+            else:
+                self._generate_batch(job)
+
+    def _generate_batch(self, batch: list[GenerationRequest]) -> None:
+        loaded = self._loaded
+        live: list[GenerationRequest] = []
+        prompts: list[str] = []
+        for request in batch:
+            if request.abandoned():
+                continue
+            try:
+                if loaded is None:
+                    raise NoAdapterError("the adapter failed to load")
+                prompts.append(render_prompt(loaded.tokenizer, loaded.spec, request.history))
+            except Exception as exc:  # this request's own problem (a bad history)
+                request.put(exc)
+                continue
+            live.append(request)
+        if loaded is None or not live:
+            return
+        self._batch_sizes.append(len(live))
+        try:
+            targets = [StreamTarget(emit=r.put, abandoned=r.abandoned) for r in live]
+            generate_batch(loaded.model, loaded.tokenizer, prompts, targets, loaded.settings)
+        except Exception as exc:  # every consumer of the batch gets the error; the worker lives
+            for request in live:
+                request.put(exc)
+        finally:
+            for request in live:
+                request.put(DONE)
+
+    def _check_files(self, adapter_dir: Path) -> None:
+        """What can be checked without loading weights: clone.json, settings, LoRA config."""
+        from peft import PeftConfig
+
+        spec = load_clone_spec(adapter_dir)
+        self._overrides.apply(spec.generation)
+        PeftConfig.from_pretrained(str(adapter_dir))
 
     def _load_sync(self, adapter_dir: Path) -> None:
         from peft import PeftModel
 
         spec = load_clone_spec(adapter_dir)
+        settings = self._overrides.apply(spec.generation)
+        tokenizer = load_adapter_tokenizer(adapter_dir, spec.base_model)
         self._swaps += 1
         name = f"adapter{self._swaps}"
         current = self._loaded
@@ -160,53 +365,25 @@ class CloneEngine:
                 adapter_name=name,
                 adapter_dir=adapter_dir,
                 spec=spec,
-                tokenizer=load_adapter_tokenizer(adapter_dir, spec.base_model),
+                tokenizer=tokenizer,
+                settings=settings,
             )
             logger.info("hot-swapped adapter to %s", adapter_dir)
             return
         self._unload_sync()
-        base = load_base_model(spec.base_model, self._device)
+        base = load_base_model(spec.base_model, self._device, self._quantization)
         model = PeftModel.from_pretrained(base, str(adapter_dir), adapter_name=name)
         model.eval()
         self._loaded = _Loaded(
             base_model=spec.base_model,
             model=model,
-            tokenizer=load_adapter_tokenizer(adapter_dir, spec.base_model),
+            tokenizer=tokenizer,
             adapter_name=name,
             adapter_dir=adapter_dir,
             spec=spec,
+            settings=settings,
         )
         logger.info("loaded base %s with adapter %s", spec.base_model, adapter_dir)
-
-    def _generate_sync(self, history: list[ChatMessage]) -> str:
-        import torch
-
-        loaded = self._loaded
-        if loaded is None:
-            raise NoAdapterError("the adapter failed to load")
-        tokenizer = loaded.tokenizer
-        prompt = render_prompt(tokenizer, loaded.spec, history)
-        inputs = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
-        inputs = inputs.to(loaded.model.device)
-        settings = self._overrides.apply(loaded.spec.generation)
-        sampling: dict[str, Any] = {"do_sample": settings.do_sample}
-        if settings.do_sample:
-            sampling.update(
-                temperature=settings.temperature,
-                top_p=settings.top_p,
-                top_k=settings.top_k,
-            )
-        with torch.inference_mode():
-            output = loaded.model.generate(
-                **inputs,
-                max_new_tokens=settings.max_new_tokens,
-                repetition_penalty=settings.repetition_penalty,
-                eos_token_id=tokenizer.convert_tokens_to_ids([IM_END, END_OF_TEXT]),
-                pad_token_id=tokenizer.convert_tokens_to_ids(END_OF_TEXT),
-                **sampling,
-            )
-        new_tokens = output[0, inputs["input_ids"].shape[1] :]
-        return str(tokenizer.decode(new_tokens, skip_special_tokens=True)).strip()
 
     def _unload_sync(self) -> None:
         if self._loaded is None:
@@ -215,10 +392,7 @@ class CloneEngine:
         import gc
 
         gc.collect()
-        try:
-            import torch
+        import torch
 
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-        except ImportError:  # pragma: no cover - torch is a dependency
-            pass
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()

@@ -1,4 +1,4 @@
-"""Loading a base model for inference: 4-bit NF4 on CUDA, float32 on CPU.
+"""Loading a base model for inference: 4-bit NF4 on CUDA, float32 on CPU (or bf16, on request).
 
 Serving (bot/engine) and adapter scoring (training/evaluate) load models the same way, so an
 adapter is judged on the numbers it will serve with.
@@ -13,6 +13,9 @@ if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
 Device = Literal["auto", "cpu", "cuda"]
+ServingQuantization = Literal["auto", "4bit", "bf16"]
+"""auto: 4-bit NF4 on CUDA, float32 on CPU; 4bit: NF4 (CUDA only); bf16: bfloat16 weights."""
+SERVING_QUANTIZATIONS: tuple[ServingQuantization, ...] = ("auto", "4bit", "bf16")
 PAD_TOKEN = "<|endoftext|>"
 
 
@@ -25,12 +28,28 @@ def resolve_device(device: Device) -> Literal["cpu", "cuda"]:
     return device
 
 
-def load_base_model(base_model: str, device: Device = "auto") -> Any:
-    """The base model in eval mode: NF4 4-bit (double quant, bf16 compute) on CUDA."""
+def load_base_model(
+    base_model: str, device: Device = "auto", quantization: ServingQuantization = "auto"
+) -> Any:
+    """The base model in eval mode, by default NF4 4-bit (double quant, bf16 compute) on CUDA.
+
+    Raises:
+        ValueError: ``quantization="4bit"`` without CUDA (bitsandbytes NF4 needs a GPU here),
+            or an unknown ``quantization``.
+    """
     import torch
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
-    if resolve_device(device) == "cuda":
+    if quantization not in SERVING_QUANTIZATIONS:
+        raise ValueError(
+            f"quantization must be one of {SERVING_QUANTIZATIONS}, got {quantization!r}"
+        )
+    target = resolve_device(device)
+    if quantization == "4bit" and target != "cuda":
+        raise ValueError(
+            "4-bit quantization needs a CUDA GPU; use 'bf16' or 'auto' (float32) on the CPU"
+        )
+    if target == "cuda" and quantization in ("auto", "4bit"):
         quant = BitsAndBytesConfig(
             load_in_4bit=True,
             bnb_4bit_quant_type="nf4",
@@ -39,6 +58,11 @@ def load_base_model(base_model: str, device: Device = "auto") -> Any:
         )
         model = AutoModelForCausalLM.from_pretrained(
             base_model, quantization_config=quant, dtype=torch.bfloat16, device_map={"": 0}
+        )
+    elif quantization == "bf16":
+        placement = {"": 0} if target == "cuda" else None
+        model = AutoModelForCausalLM.from_pretrained(
+            base_model, dtype=torch.bfloat16, device_map=placement
         )
     else:
         model = AutoModelForCausalLM.from_pretrained(base_model, dtype=torch.float32)

@@ -1,0 +1,40 @@
+"""build_engine(): the serving engine the settings ask for (ENGINE=transformers|openai)."""
+
+from __future__ import annotations
+
+from bot.engine import CloneEngine, GenerationOverrides, ReplyEngine
+from bot.openai_engine import OpenAIEngine
+from bot.settings import Settings
+
+
+def generation_overrides(settings: Settings) -> GenerationOverrides:
+    """The GENERATION_* settings; unset ones keep what the adapter's clone.json says."""
+    return GenerationOverrides(
+        do_sample=settings.generation_do_sample,
+        max_new_tokens=settings.generation_max_new_tokens,
+        temperature=settings.generation_temperature,
+        top_p=settings.generation_top_p,
+        top_k=settings.generation_top_k,
+        repetition_penalty=settings.generation_repetition_penalty,
+    )
+
+
+def build_engine(settings: Settings) -> ReplyEngine:
+    """The in-process transformers engine, or the client of an OpenAI-compatible server."""
+    overrides = generation_overrides(settings)
+    if settings.engine == "openai":
+        return OpenAIEngine(
+            settings.openai_base_url,
+            data_dir=settings.data_dir,
+            server_data_dir=settings.openai_data_dir,
+            api_key=settings.openai_api_key,
+            overrides=overrides,
+            timeout=settings.openai_timeout_seconds,
+        )
+    return CloneEngine(
+        device=settings.engine_device,
+        overrides=overrides,
+        quantization=settings.engine_quantization,
+        queue_size=settings.engine_queue_size,
+        max_batch=settings.engine_max_batch,
+    )
