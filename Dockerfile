@@ -23,6 +23,11 @@ RUN pip install .
 # The data volume belongs to the bot's user, or it could not write its database there.
 RUN mkdir -p /data && chown tgclone:tgclone /data
 USER tgclone
-ENV DATA_DIR=/data HF_HOME=/data/hf-cache
+ENV DATA_DIR=/data HF_HOME=/data/hf-cache HEALTH_PORT=8080
 VOLUME ["/data"]
+# 8443: webhook mode (WEBHOOK_URL set), usually behind a TLS reverse proxy.
+EXPOSE 8443
+# GET /health answers 200 while the bot's event loop is responsive (no curl in the image).
+HEALTHCHECK --interval=30s --timeout=10s --start-period=120s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/health' % os.environ.get('HEALTH_PORT', '8080'), timeout=5)"]
 CMD ["tgclone", "run"]

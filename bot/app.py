@@ -10,6 +10,7 @@ from typing import Any
 from telegram import BotCommand, BotCommandScopeChat, BotCommandScopeDefault, Update
 from telegram.error import TelegramError
 from telegram.ext import (
+    AIORateLimiter,
     Application,
     ApplicationBuilder,
     BusinessConnectionHandler,
@@ -22,10 +23,14 @@ from telegram.ext import (
     filters,
 )
 
+from bot.auto_reply import AutoReplier, auto_replier, install_auto_replier
+from bot.chat_history import ChatHistory
 from bot.const import (
     CMD_ADAPTERS,
+    CMD_AUTOREPLY,
     CMD_CANCEL,
     CMD_COLLECT,
+    CMD_FIX,
     CMD_FORGET,
     CMD_HELP,
     CMD_PAUSE,
@@ -36,13 +41,17 @@ from bot.const import (
     CMD_ROLLBACK,
     CMD_START,
     CMD_STATS,
+    CMD_TALK,
     FORGET_CALLBACK_PREFIX,
+    RATE_LIMIT_MAX_RETRIES,
 )
 from bot.context import CloneContext, set_services
-from bot.engine import CloneEngine, GenerationOverrides, ReplyEngine
+from bot.engine import ReplyEngine
+from bot.engine_factory import build_engine
 from bot.handlers.access import gate
 from bot.handlers.adapters import adapters, promote, rollback
 from bot.handlers.admin import cancel, retrain, stats
+from bot.handlers.autoreply import autoreply
 from bot.handlers.chat import reply_as_clone
 from bot.handlers.collect import (
     collect_group_message,
@@ -58,8 +67,11 @@ from bot.handlers.collection_controls import (
     resume,
 )
 from bot.handlers.errors import on_error
+from bot.handlers.fix import fix
+from bot.handlers.group_talk import reply_in_group, talk
 from bot.handlers.start import reset, start
 from bot.handlers.upload import import_upload
+from bot.health import HealthServer
 from bot.reply_scheduler import ReplyScheduler
 from bot.retrain import RetrainService
 from bot.run_status import owner_status_factory
@@ -67,7 +79,7 @@ from bot.scheduler import build_scheduler, parse_cron
 from bot.services import Services
 from bot.settings import Settings
 from storage.db import Database
-from storage.runs import current_adapter, fail_stale_runs
+from storage.runs import current_adapter
 
 logger = logging.getLogger(__name__)
 
@@ -87,28 +99,21 @@ OWNER_COMMANDS = [
     BotCommand(CMD_ADAPTERS, "List trained adapters"),
     BotCommand(CMD_PROMOTE, "Serve adapter ID"),
     BotCommand(CMD_ROLLBACK, "Serve the previous adapter"),
+    BotCommand(CMD_TALK, "In a group: answer when mentioned, on/off"),
+    BotCommand(CMD_AUTOREPLY, "Answer as you in Business chats: on/off"),
+    BotCommand(CMD_FIX, "Reply to my message: the answer you'd give"),
 ]
 
 AnyApplication = Application[Any, Any, Any, Any, Any, Any]
+
+HEALTH_KEY = "health_server"
 
 
 EngineFactory = Callable[[Settings], ReplyEngine]
 
 
-def default_engine(settings: Settings) -> ReplyEngine:
-    """Base model + adapter in this process."""
-    return CloneEngine(
-        device=settings.engine_device,
-        overrides=GenerationOverrides(
-            do_sample=settings.generation_do_sample,
-            max_new_tokens=settings.generation_max_new_tokens,
-            temperature=settings.generation_temperature,
-        ),
-    )
-
-
 def build_application(
-    settings: Settings, engine_factory: EngineFactory = default_engine
+    settings: Settings, engine_factory: EngineFactory = build_engine
 ) -> AnyApplication:
     """The configured PTB application; its services start in post_init."""
     parse_cron(settings)  # a bad RETRAIN_CRON fails here, before any connection
@@ -120,6 +125,13 @@ def build_application(
         .local_mode(settings.telegram_local_mode)
         .context_types(ContextTypes(context=CloneContext))
         .concurrent_updates(True)  # one chat's generation never holds up another chat
+        # Flood control: an overall cap, per-group caps, and RetryAfter waited out and retried.
+        .rate_limiter(
+            AIORateLimiter(
+                overall_max_rate=settings.telegram_rate_limit,
+                max_retries=RATE_LIMIT_MAX_RETRIES,
+            )
+        )
         .post_init(_post_init(settings, engine_factory))
         .post_shutdown(_post_shutdown)
         .build()
@@ -147,12 +159,15 @@ def build_application(
     application.add_handler(CommandHandler(CMD_CANCEL, cancel))
     application.add_handler(CommandHandler(CMD_STATS, stats))
     application.add_handler(CommandHandler(CMD_COLLECT, collect))
+    application.add_handler(CommandHandler(CMD_TALK, talk))
     application.add_handler(CommandHandler(CMD_PAUSE, pause))
     application.add_handler(CommandHandler(CMD_RESUME, resume))
     application.add_handler(CommandHandler(CMD_FORGET, forget_command))
     application.add_handler(CommandHandler(CMD_ADAPTERS, adapters))
     application.add_handler(CommandHandler(CMD_PROMOTE, promote))
     application.add_handler(CommandHandler(CMD_ROLLBACK, rollback))
+    application.add_handler(CommandHandler(CMD_AUTOREPLY, autoreply))
+    application.add_handler(CommandHandler(CMD_FIX, fix))
     application.add_handler(
         CallbackQueryHandler(forget_confirmed, pattern=f"^{FORGET_CALLBACK_PREFIX}")
     )
@@ -163,6 +178,12 @@ def build_application(
             reply_as_clone,
         )
     )
+    application.add_handler(
+        MessageHandler(
+            filters.TEXT & ~filters.COMMAND & filters.ChatType.GROUPS & new_message,
+            reply_in_group,
+        )
+    )
     application.add_error_handler(on_error)
     return application
 
@@ -170,9 +191,6 @@ def build_application(
 def _post_init(settings: Settings, engine_factory: EngineFactory) -> Any:
     async def post_init(application: AnyApplication) -> None:
         db = await Database.open(settings.database_path)
-        stale = await fail_stale_runs(db, "the bot stopped while this run was in progress")
-        if stale:
-            logger.warning("marked %d unfinished training run(s) as failed", stale)
         engine = engine_factory(settings)
 
         async def notify_owner(text: str) -> None:
@@ -181,12 +199,21 @@ def _post_init(settings: Settings, engine_factory: EngineFactory) -> Any:
             except TelegramError:
                 logger.warning("could not message the owner", exc_info=True)
 
+        async def notify_owner_photo(path: Path, caption: str) -> None:
+            try:
+                await application.bot.send_photo(
+                    settings.owner_id, path.read_bytes(), caption=caption
+                )
+            except TelegramError:
+                logger.warning("could not send the owner a photo", exc_info=True)
+
         retrain_service = RetrainService(
             settings,
             db,
             engine,
             notify_owner,
             status_for_run=owner_status_factory(application.bot, settings.owner_id),
+            notify_photo=notify_owner_photo,
         )
         scheduler = build_scheduler(settings, retrain_service)
         scheduler.start()
@@ -199,32 +226,64 @@ def _post_init(settings: Settings, engine_factory: EngineFactory) -> Any:
                 retrain_service,
                 scheduler,
                 ReplyScheduler(settings.reply_quiet_seconds),
+                ChatHistory(db),
             ),
         )
+        install_auto_replier(
+            application,
+            AutoReplier(
+                settings,
+                db,
+                engine,
+                application.bot,
+                on_error=lambda exc: application.process_error(None, exc),
+            ),
+        )
+        if settings.health_port:
+            health = HealthServer(
+                settings.health_listen,
+                settings.health_port,
+                is_running=lambda: application.running,
+                adapter=lambda: engine.adapter_dir,
+            )
+            await health.start()
+            application.bot_data[HEALTH_KEY] = health
         await _set_commands(application, settings)
         adapter = await current_adapter(db)
         if adapter is not None:
             application.create_task(engine.load_adapter(Path(adapter.path)))
+        # A run the previous bot process left: follow it again, or fail it with the reason.
+        retrain_service.resume_in_background()
 
     return post_init
 
 
 async def _set_commands(application: AnyApplication, settings: Settings) -> None:
     await application.bot.set_my_commands(PUBLIC_COMMANDS, scope=BotCommandScopeDefault())
-    try:
-        await application.bot.set_my_commands(
-            OWNER_COMMANDS, scope=BotCommandScopeChat(settings.owner_id)
-        )
-    except TelegramError:  # the owner has not opened a chat with the bot yet
-        logger.info("owner command menu not set: no chat with the owner yet")
+    for user_id in sorted({settings.owner_id, *settings.admin_ids}):
+        try:
+            await application.bot.set_my_commands(
+                OWNER_COMMANDS, scope=BotCommandScopeChat(user_id)
+            )
+        except TelegramError:  # they have not opened a chat with the bot yet
+            logger.info("owner command menu not set for %s: no chat with them yet", user_id)
 
 
 async def _post_shutdown(application: AnyApplication) -> None:
+    health = application.bot_data.pop(HEALTH_KEY, None)
+    if isinstance(health, HealthServer):
+        await health.close()
+    replier = auto_replier(application)
+    if replier is not None:
+        await replier.close()
     services = application.bot_data.get("services")
     if not isinstance(services, Services):
         return
+    # Before the scheduler, which cancels its running jobs: a training process keeps running
+    # (the next start follows it again); only the following stops.
+    await services.retrain.shutdown()
     services.scheduler.shutdown(wait=False)
     await services.replies.close()
-    await services.retrain.cancel()
+    await services.history.close()
     await services.engine.close()
     await services.db.close()

@@ -29,7 +29,7 @@ def configure_logging(level: int) -> None:
 
 
 def run_bot(settings: Settings) -> int:
-    """Run the bot with long polling until interrupted."""
+    """Run the bot until interrupted: long polling, or a webhook when WEBHOOK_URL is set."""
     missing = settings.missing_for_bot()
     if missing:
         print(
@@ -41,9 +41,23 @@ def run_bot(settings: Settings) -> int:
     from telegram import Update
 
     from bot.app import build_application
+    from bot.webhook import webhook_options
 
+    application = build_application(settings)
+    options = webhook_options(settings)
     # Every type: Business and edited messages are not all in Telegram's default set.
-    build_application(settings).run_polling(allowed_updates=Update.ALL_TYPES)
+    if options is None:
+        application.run_polling(allowed_updates=Update.ALL_TYPES)
+        return 0
+    logger.info("webhook mode: listening on %s:%s", options.listen, options.port)
+    application.run_webhook(
+        listen=options.listen,
+        port=options.port,
+        url_path=options.url_path,
+        webhook_url=options.webhook_url,
+        secret_token=options.secret_token,
+        allowed_updates=Update.ALL_TYPES,
+    )
     return 0
 
 
@@ -199,6 +213,8 @@ def _parser() -> argparse.ArgumentParser:
         flag = "--" + setting.removeprefix("train_").replace("_", "-")
         if typing.get_origin(kind) is typing.Literal:
             tr.add_argument(flag, dest=setting, choices=typing.get_args(kind))
+        elif kind is bool:  # type=bool would read "--padding-free false" as True
+            tr.add_argument(flag, dest=setting, action=argparse.BooleanOptionalAction)
         else:
             tr.add_argument(flag, dest=setting, type=kind, help=f"overrides {setting.upper()}")
     return parser

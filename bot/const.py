@@ -15,6 +15,9 @@ CMD_PROMOTE = "promote"
 CMD_ROLLBACK = "rollback"
 CMD_CANCEL = "cancel"
 CMD_RESET = "reset"
+CMD_TALK = "talk"
+CMD_AUTOREPLY = "autoreply"
+CMD_FIX = "fix"
 
 OWNER_COMMANDS = frozenset(
     {
@@ -28,12 +31,18 @@ OWNER_COMMANDS = frozenset(
         CMD_ADAPTERS,
         CMD_PROMOTE,
         CMD_ROLLBACK,
+        CMD_TALK,
+        CMD_AUTOREPLY,
+        CMD_FIX,
     }
 )
-"""Commands only the owner may run; the access gate enforces it."""
+"""Commands only the owner (and ADMIN_IDS) may run; the access gate enforces it."""
 
 MAX_MESSAGE_CHARS = 4096
 """Telegram's limit for one text message."""
+
+RATE_LIMIT_MAX_RETRIES = 3
+"""Times a Bot API call is retried after Telegram's RetryAfter (flood control) before failing."""
 
 CLOUD_DOWNLOAD_LIMIT_BYTES = 20 * 1024 * 1024
 """Files a bot may download from the cloud Bot API; a local Bot API server lifts it."""

@@ -3,6 +3,7 @@
 A new message during the quiet period restarts it; one that arrives while a reply is being
 generated stays in the inbox for the next reply. Replies in a chat never overlap, and each
 takes exactly the messages that came before it, so history is stored in the order it happened.
+A burst is answered by the callback that came with its last message.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
+Reply = Callable[[list[T]], Awaitable[None]]
+
 
 class ReplyScheduler(Generic[T]):
     """Per-chat inboxes, debounced, drained by one reply at a time per chat."""
@@ -20,32 +23,38 @@ class ReplyScheduler(Generic[T]):
     def __init__(self, quiet_seconds: float) -> None:
         self._quiet = quiet_seconds
         self._inbox: dict[int, list[T]] = {}
+        self._latest: dict[int, Reply[T]] = {}
         self._waiting: dict[int, asyncio.Task[None]] = {}
         self._locks: dict[int, asyncio.Lock] = {}
+        self._tasks: set[asyncio.Task[None]] = set()  # waiting and replying, until done
 
-    def add(self, chat_id: int, item: T, reply: Callable[[list[T]], Awaitable[None]]) -> None:
+    def add(self, chat_id: int, item: T, reply: Reply[T]) -> None:
         """Put `item` in the chat's inbox and (re)start the quiet period before `reply`."""
         self._inbox.setdefault(chat_id, []).append(item)
+        self._latest[chat_id] = reply
         waiting = self._waiting.get(chat_id)
         if waiting is not None and not waiting.done():
             waiting.cancel()
-        self._waiting[chat_id] = asyncio.get_running_loop().create_task(
-            self._after_quiet(chat_id, reply)
-        )
+        task = asyncio.get_running_loop().create_task(self._after_quiet(chat_id))
+        self._waiting[chat_id] = task
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
-    async def _after_quiet(
-        self, chat_id: int, reply: Callable[[list[T]], Awaitable[None]]
-    ) -> None:
+    async def _after_quiet(self, chat_id: int) -> None:
         await asyncio.sleep(self._quiet)  # a cancel here is the debounce
         if self._waiting.get(chat_id) is asyncio.current_task():
             del self._waiting[chat_id]
         async with self._locks.setdefault(chat_id, asyncio.Lock()):
             items = self._inbox.pop(chat_id, [])
-            if items:
+            reply = self._latest.pop(chat_id, None)
+            if items and reply is not None:
                 await reply(items)
 
     async def close(self) -> None:
-        """Cancel replies still waiting for their quiet period."""
-        for task in self._waiting.values():
+        """Cancel replies waiting for their quiet period or still being generated, and wait
+        until they have stopped (before the database they write to closes)."""
+        tasks = list(self._tasks)
+        for task in tasks:
             task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         self._waiting.clear()

@@ -1,20 +1,31 @@
-"""One training run at a time: dataset → child process → adapter → live, with the owner told."""
+"""One training run at a time: dataset → runner (local or SSH) → gate → adapter live.
+
+A run outlives the bot: the training process is detached and recorded in SQLite, so on start
+``resume`` follows a run the previous bot process left (or fails it with the reason), and on
+shutdown ``shutdown`` stops following without stopping the training.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bot.engine import ReplyEngine
 from bot.quality_gate import GateDecision, decide
-from bot.run_setup import PreparedRun, RunSetupError, prepare_run
+from bot.run_setup import RunSetupError, prepare_run
+from bot.runner_factory import make_runner
 from bot.settings import Settings
+from bot.stats_format import describe_metrics, format_style
 from storage.db import Database
 from storage.models import TrainingRun
 from storage.runs import (
+    RunLocation,
     active_run,
     add_adapter,
     add_run_eval,
@@ -23,33 +34,30 @@ from storage.runs import (
     finish_run,
     get_run,
     mark_run_running,
+    record_run_location,
+    run_location,
+    unfinished_runs,
 )
-from training.runner import EvaluationError, LocalRunner, evaluate_in_child
+from training.config import TrainConfig
+from training.loss_curve import NothingToPlotError, save_loss_curve
+from training.runner import EvaluationError, evaluate_in_child
+from training.runners import RunDetachedError, RunHandle, Runner, RunOutcome
+from training.style_runner import StyleEvalError, run_style_eval
 
 logger = logging.getLogger(__name__)
 
 Notify = Callable[[str], Awaitable[None]]
+NotifyPhoto = Callable[[Path, str], Awaitable[None]]
 OnEvent = Callable[[dict[str, Any]], Awaitable[None]]
+CONFIG_NAME = "train_config.json"  # what prepare_run writes into the run directory
+LOG_NAME = "train.log"
+SHUTDOWN_SECONDS = 15.0
+STYLE_SAMPLES = 64
+"""Held-out conversations the style checks generate replies for."""
 
 
 class RunAlreadyActiveError(Exception):
     """A training run is already queued or running."""
-
-
-def _metric(metrics: dict[str, float], name: str) -> str:
-    value = metrics.get(name)
-    return "n/a" if value is None else f"{value:.3f}"
-
-
-def describe_metrics(metrics: dict[str, float]) -> str:
-    """eval_loss and mean token accuracy in a few words (content accuracy once gated)."""
-    text = (
-        f"eval_loss {_metric(metrics, 'eval_loss')}, "
-        f"mean token accuracy {_metric(metrics, 'eval_mean_token_accuracy')}"
-    )
-    if "gate_content_token_accuracy" in metrics:
-        text += f", {_metric(metrics, 'gate_content_token_accuracy')} on content tokens"
-    return text
 
 
 class RetrainService:
@@ -63,11 +71,12 @@ class RetrainService:
         notify: Notify,
         on_event: OnEvent | None = None,
         status_for_run: Callable[[int], OnEvent] | None = None,
+        notify_photo: NotifyPhoto | None = None,
     ) -> None:
         """`engine` None: nothing serves in this process (the CLI), adapters are only recorded.
 
         `on_event` gets every trainer event; `status_for_run(run_id)` makes a per-run callback
-        (the bot's edited status message).
+        (the bot's edited status message); `notify_photo` sends the loss curve.
         """
         self._settings = settings
         self._db = db
@@ -75,9 +84,12 @@ class RetrainService:
         self._notify = notify
         self._on_event = on_event
         self._status_for_run = status_for_run
+        self._notify_photo = notify_photo
         self._lock = asyncio.Lock()
-        self._runner: LocalRunner | None = None
+        self._runner: Runner | None = None
+        self._handle: RunHandle | None = None  # the training process being followed
         self._cancel_requested = False
+        self._resume_task: asyncio.Task[None] | None = None
 
     @property
     def busy(self) -> bool:
@@ -94,8 +106,21 @@ class RetrainService:
             return False
         self._cancel_requested = True
         if self._runner is not None:
-            self._runner.cancel()  # a child not started yet is stopped at its first event
+            self._runner.cancel()  # a process not started yet is stopped as soon as it is
         return True
+
+    async def shutdown(self) -> None:
+        """The bot stops: leave a training process running (the next start follows it again);
+        a run still preparing or being scored is cancelled."""
+        if not self.busy:
+            return
+        if self._runner is not None:
+            self._runner.detach()
+        else:
+            await self.cancel()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(SHUTDOWN_SECONDS), self._lock:
+                pass
 
     async def run(self, trigger: str) -> TrainingRun | None:
         """Train a new adapter from everything stored, and make it live if it succeeds.
@@ -110,23 +135,67 @@ class RetrainService:
             run_id = await create_run(self._db, trigger)
             logger.info("training run %d started by %s", run_id, trigger)
             await self._notify(f"Training run #{run_id} started ({trigger}).")
-            try:
-                await self._train(run_id)
-            except RunSetupError as exc:
-                await finish_run(self._db, run_id, "failed", {}, str(exc))
-                await self._notify(f"Training run #{run_id} did not start: {exc}")
-            except asyncio.CancelledError:
-                await finish_run(self._db, run_id, "cancelled", {}, "cancelled")
-                raise
-            except Exception as exc:
-                # The job boundary: record the failure and keep the bot and adapter as they were.
-                logger.exception("training run %d failed", run_id)
-                await finish_run(self._db, run_id, "failed", {}, f"{type(exc).__name__}: {exc}")
-                await self._notify(
-                    f"Training run #{run_id} failed ({type(exc).__name__}); "
-                    "the clone keeps its current adapter. Details are in the bot's log."
-                )
+            await self._guard(run_id, self._train(run_id))
             return await get_run(self._db, run_id)
+
+    async def resume(self) -> None:
+        """Follow the runs a previous bot process left running, or fail them with the reason.
+
+        A process that is still alive is followed to its end (progress, gate, promotion as
+        usual); one that finished meanwhile is judged from its result; one that died without
+        a result fails. Queued runs that never started a process fail.
+        """
+        async with self._lock:
+            for run in await unfinished_runs(self._db):
+                self._cancel_requested = False
+                location = await run_location(self._db, run.run_id)
+                if location is None or run.run_dir is None:
+                    await finish_run(
+                        self._db,
+                        run.run_id,
+                        "failed",
+                        {},
+                        "the bot stopped before this run's training process started",
+                    )
+                    continue
+                logger.info("following training run %d again", run.run_id)
+                await self._notify(
+                    f"Training run #{run.run_id} was in progress when the bot restarted; "
+                    "following it again."
+                )
+                await self._guard(run.run_id, self._reattach(run.run_id, run.run_dir, location))
+
+    def resume_in_background(self) -> asyncio.Task[None]:
+        """Start `resume` as a task of its own (not the application's: PTB's stop() would
+        wait for it, and the training it follows may take hours)."""
+        self._resume_task = asyncio.get_running_loop().create_task(self.resume())
+        return self._resume_task
+
+    async def _guard(self, run_id: int, work: Awaitable[None]) -> None:
+        """The job boundary: every way a run can end is recorded; the bot keeps serving."""
+        try:
+            await work
+        except RunSetupError as exc:
+            await finish_run(self._db, run_id, "failed", {}, str(exc))
+            await self._notify(f"Training run #{run_id} did not start: {exc}")
+        except RunDetachedError:
+            logger.info("training run %d left running for the next bot start", run_id)
+        except asyncio.CancelledError:
+            if self._handle is None:
+                await finish_run(self._db, run_id, "cancelled", {}, "cancelled")
+            else:  # the task went, not the training process: the next start follows it
+                logger.info("training run %d left running (its task was cancelled)", run_id)
+            raise
+        except Exception as exc:
+            logger.exception("training run %d failed", run_id)
+            await finish_run(self._db, run_id, "failed", {}, f"{type(exc).__name__}: {exc}")
+            await self._notify(
+                f"Training run #{run_id} failed ({type(exc).__name__}); "
+                "the clone keeps its current adapter. Details are in the bot's log."
+            )
+        finally:
+            self._runner = None
+            self._handle = None
 
     async def _train(self, run_id: int) -> None:
         prepared = await prepare_run(self._db, self._settings, run_id)
@@ -134,14 +203,58 @@ class RetrainService:
             await self._cancelled(run_id)
             return
         await mark_run_running(self._db, run_id, None, str(prepared.run_dir))
-        runner = self._runner = LocalRunner()
+        runner = self._runner = make_runner(self._settings)
+        async with self._gpu_for(runner):
+            handle = self._handle = await runner.start(prepared.config_path, prepared.log_path)
+            location = RunLocation(runner.kind, handle.pid, handle.host, handle.remote_dir)
+            await record_run_location(self._db, run_id, location)
+            outcome = await runner.follow(handle, self._event_handler(run_id))
+            verdict = await self._judge(run_id, handle, outcome)
+        if verdict is not None:
+            await self._apply(run_id, verdict)
+
+    async def _reattach(self, run_id: int, run_dir: str, location: RunLocation) -> None:
+        runner = self._runner = make_runner(self._settings)
+        handle = RunHandle(
+            "ssh" if location.runner == "ssh" else "local",
+            location.pid,
+            Path(run_dir) / CONFIG_NAME,
+            Path(run_dir) / LOG_NAME,
+            host=location.host,
+            remote_dir=location.remote_dir,
+        )
+        self._handle = handle
+        if handle.runner != runner.kind:
+            raise RunSetupError(
+                f"it was started by the {handle.runner} runner, but TRAIN_RUNNER is now "
+                f"{runner.kind}; the clone keeps its current adapter"
+            )
+        async with self._gpu_for(runner):
+            outcome = await runner.follow(handle, self._event_handler(run_id))
+            verdict = await self._judge(run_id, handle, outcome)
+        if verdict is not None:
+            await self._apply(run_id, verdict)
+
+    @contextlib.asynccontextmanager
+    async def _gpu_for(self, runner: Runner) -> AsyncIterator[None]:
+        """A local run gets the serving model's GPU unless TRAIN_SHARE_GPU says both fit."""
+        release = (
+            self._engine is not None
+            and runner.kind == "local"
+            and not self._settings.train_share_gpu
+        )
+        if release and self._engine is not None:
+            await self._engine.release()
+        try:
+            yield
+        finally:
+            if release and self._engine is not None:
+                await self._engine.restore()
+
+    def _event_handler(self, run_id: int) -> OnEvent:
         status = self._status_for_run(run_id) if self._status_for_run else None
 
         async def on_event(event: dict[str, Any]) -> None:
-            if event.get("event") == "start":
-                await mark_run_running(self._db, run_id, runner.pid, str(prepared.run_dir))
-                if self._cancel_requested:
-                    runner.cancel()
             if event.get("event") == "eval" and isinstance(event.get("step"), int):
                 numbers = {
                     k: float(v)
@@ -154,51 +267,102 @@ class RetrainService:
             if status is not None:
                 await status(event)
 
-        try:
-            outcome = await runner.run(prepared.config_path, prepared.log_path, on_event=on_event)
-        finally:
-            self._runner = None
+        return on_event
+
+    async def _judge(self, run_id: int, handle: RunHandle, outcome: RunOutcome) -> _Verdict | None:
+        """Record a training that ended without an adapter; score one that produced one.
+
+        Runs while the training still holds the GPU: the scoring children need it too.
+        """
         result = outcome.result
-        if outcome.error == "cancelled":
+        if outcome.error == "cancelled" or (self._cancel_requested and not outcome.succeeded):
             await self._cancelled(run_id)
-            return
+            return None
         if outcome.returncode != 0 or result is None:
             error = outcome.error or f"training exited with code {outcome.returncode}"
             await finish_run(self._db, run_id, "failed", {}, error)
             await self._notify(
                 f"Training run #{run_id} failed; the clone keeps its current adapter. "
-                f"Log: {prepared.log_path}"
+                f"Log: {handle.log_path}"
             )
-            return
+            return None
         metrics = {k: float(v) for k, v in dict(result.get("metrics", {})).items()}
         adapter_dir = Path(str(result["adapter_dir"]))
-        decision, scores = await self._gate(adapter_dir, prepared)
+        run_dir = handle.config_path.parent
+        config = TrainConfig.from_dict(json.loads(handle.config_path.read_text("utf-8")))
+        decision, scores = await self._gate(adapter_dir, config, run_dir)
         metrics["gate_eval_loss"] = decision.candidate_loss
         metrics["gate_content_token_accuracy"] = scores["eval_content_token_accuracy"]
         if decision.serving_loss is not None:
             metrics["gate_serving_eval_loss"] = decision.serving_loss
-        sizes = f"{len(prepared.build.train)} training / {len(prepared.build.eval)} eval samples"
+        metrics.update(await self._style(run_id, adapter_dir, config, run_dir))
+        history = result.get("log_history")
+        return _Verdict(
+            adapter_dir=adapter_dir,
+            run_dir=run_dir,
+            metrics=metrics,
+            decision=decision,
+            sizes=_sizes(result),
+            log_history=history if isinstance(history, list) else [],
+        )
+
+    async def _apply(self, run_id: int, verdict: _Verdict) -> None:
+        """Promote the scored adapter or keep it as a candidate; tell the owner either way."""
+        metrics, decision = verdict.metrics, verdict.decision
+        style = format_style(metrics)
+        figures = describe_metrics(metrics) + (f"; style: {style}" if style else "")
         if not decision.promote:
             adapter_id = await add_adapter(
-                self._db, run_id, str(adapter_dir), metrics, promoted=False
+                self._db, run_id, str(verdict.adapter_dir), metrics, promoted=False
             )
             await finish_run(self._db, run_id, "succeeded", metrics, None)
             await self._notify(
-                f"Training run #{run_id} finished ({describe_metrics(metrics)}; {sizes}), but "
+                f"Training run #{run_id} finished ({figures}; {verdict.sizes}), but "
                 f"its {decision.reason}, so the current adapter keeps serving. It is kept as "
                 f"candidate #{adapter_id}: /promote {adapter_id} to use it anyway."
             )
+        else:
+            # Load first (the GPU is back): an adapter that cannot be served is never promoted.
+            if self._engine is not None:
+                await self._engine.load_adapter(verdict.adapter_dir)
+            await add_adapter(self._db, run_id, str(verdict.adapter_dir), metrics, promoted=True)
+            await finish_run(self._db, run_id, "succeeded", metrics, None)
+            live = (
+                "The new adapter is live." if self._engine else f"Adapter: {verdict.adapter_dir}"
+            )
+            await self._notify(
+                f"Training run #{run_id} finished: {figures} ({verdict.sizes}); "
+                f"{decision.reason}. {live}"
+            )
+        await self._send_loss_curve(run_id, verdict)
+
+    async def _style(
+        self, run_id: int, adapter_dir: Path, config: TrainConfig, run_dir: Path
+    ) -> dict[str, float]:
+        """Style figures of the new adapter; a failure here never fails the run."""
+        log_path = run_dir / "style.log"
+        try:
+            return await run_style_eval(
+                adapter_dir, config.eval_file, log_path=log_path, limit=STYLE_SAMPLES
+            )
+        except StyleEvalError:
+            logger.warning("style checks of run %d failed; see %s", run_id, log_path)
+            return {}
+
+    async def _send_loss_curve(self, run_id: int, verdict: _Verdict) -> None:
+        if self._notify_photo is None:
             return
-        # Load first: an adapter that cannot be served is never promoted.
-        if self._engine is not None:
-            await self._engine.load_adapter(adapter_dir)
-        await add_adapter(self._db, run_id, str(adapter_dir), metrics, promoted=True)
-        await finish_run(self._db, run_id, "succeeded", metrics, None)
-        live = "The new adapter is live." if self._engine else f"Adapter: {adapter_dir}"
-        await self._notify(
-            f"Training run #{run_id} finished: {describe_metrics(metrics)} ({sizes}); "
-            f"{decision.reason}. {live}"
-        )
+        try:
+            curve = await asyncio.to_thread(
+                save_loss_curve,
+                verdict.log_history,
+                verdict.run_dir / "loss.png",
+                title=f"Training run #{run_id}",
+            )
+        except NothingToPlotError:
+            logger.info("run %d logged no losses to plot", run_id)
+            return
+        await self._notify_photo(curve.path, f"Run #{run_id}: train and eval loss")
 
     async def _cancelled(self, run_id: int) -> None:
         await finish_run(self._db, run_id, "cancelled", {}, "cancelled by the owner")
@@ -207,23 +371,20 @@ class RetrainService:
         )
 
     async def _gate(
-        self, candidate: Path, prepared: PreparedRun
+        self, candidate: Path, config: TrainConfig, run_dir: Path
     ) -> tuple[GateDecision, dict[str, float]]:
         """Score the candidate and the serving adapter on this run's eval set, same code."""
-        max_length = prepared.config.max_length
-        log_path = prepared.run_dir / "gate.log"
+        max_length = config.max_length
+        log_path = run_dir / "gate.log"
         scores = await evaluate_in_child(
-            candidate, prepared.config.eval_file, max_length=max_length, log_path=log_path
+            candidate, config.eval_file, max_length=max_length, log_path=log_path
         )
         serving = await current_adapter(self._db)
         serving_loss: float | None = None
         if serving is not None:
             try:
                 serving_scores = await evaluate_in_child(
-                    Path(serving.path),
-                    prepared.config.eval_file,
-                    max_length=max_length,
-                    log_path=log_path,
+                    Path(serving.path), config.eval_file, max_length=max_length, log_path=log_path
                 )
                 serving_loss = serving_scores["eval_loss"]
             except EvaluationError:
@@ -233,3 +394,22 @@ class RetrainService:
             scores["eval_loss"], serving_loss, self._settings.promote_min_improvement
         )
         return decision, scores
+
+
+@dataclass(frozen=True)
+class _Verdict:
+    """A finished training scored by the gate, waiting to be promoted or kept."""
+
+    adapter_dir: Path
+    run_dir: Path
+    metrics: dict[str, float]
+    decision: GateDecision
+    sizes: str
+    log_history: list[dict[str, Any]]
+
+
+def _sizes(result: dict[str, Any]) -> str:
+    return (
+        f"{result.get('train_samples', '?')} training / "
+        f"{result.get('eval_samples', '?')} eval samples"
+    )

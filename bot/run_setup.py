@@ -10,10 +10,12 @@ from typing import Any
 
 from bot.settings import Settings
 from storage.corpus_reader import iter_corpus_rows
+from storage.corrections import load_corrections
 from storage.db import Database
 from storage.messages import corpus_counts
 from training.config import DEFAULT_MAX_LENGTH, DatasetConfig, TrainConfig
-from training.dataset import DatasetBuild, build_dataset, write_jsonl
+from training.corrections import correction_samples
+from training.dataset import DatasetBuild, build_dataset, fingerprint, write_jsonl
 from training.frozen_eval import freeze_eval
 
 TRAIN_OVERRIDES: dict[str, str] = {
@@ -36,6 +38,7 @@ TRAIN_OVERRIDES: dict[str, str] = {
     "train_max_length": "max_length",
     "train_quantization": "quantization",
     "train_seed": "seed",
+    "train_padding_free": "padding_free",
 }
 """Settings (TRAIN_* in the environment, flags of `tgclone train`) → TrainConfig fields."""
 
@@ -63,6 +66,8 @@ class PreparedRun:
     log_path: Path
     config: TrainConfig
     build: DatasetBuild
+    corrections: int = 0
+    """Samples in ``build.train`` made from the owner's /fix corrections."""
 
 
 def dataset_config(settings: Settings) -> DatasetConfig:
@@ -130,6 +135,25 @@ def load_tokenizer(base_model: str) -> Any:
         ) from exc
 
 
+async def with_corrections(
+    db: Database, settings: Settings, build: DatasetBuild, tokenizer: Any
+) -> tuple[DatasetBuild, int]:
+    """The build with one training sample per /fix correction (train split only, never eval)."""
+    stored = await load_corrections(db)
+    if not stored:
+        return build, 0
+    made = await asyncio.to_thread(correction_samples, stored, dataset_config(settings), tokenizer)
+    train = [*build.train, *made.samples]
+    build = replace(
+        build,
+        train=train,
+        drops={**build.drops, **made.drops},
+        fingerprint=fingerprint(train, build.eval),
+        stats={**build.stats, "corrections": len(made.samples)},
+    )
+    return build, len(made.samples)
+
+
 async def prepare_run(db: Database, settings: Settings, run_id: int) -> PreparedRun:
     """Write train.jsonl, eval.jsonl and train_config.json into a fresh run directory."""
     if (await corpus_counts(db)).owner_messages == 0:
@@ -143,6 +167,7 @@ async def prepare_run(db: Database, settings: Settings, run_id: int) -> Prepared
         raise NotEnoughDataError(
             NOT_ENOUGH_DATA.format(train=len(build.train), eval=len(build.eval))
         )
+    build, corrections = await with_corrections(db, settings, build, tokenizer)
     run_dir = settings.runs_dir / f"run-{run_id:04d}"
     run_dir.mkdir(parents=True, exist_ok=True)
     config = train_config(settings, run_dir, build)
@@ -156,4 +181,5 @@ async def prepare_run(db: Database, settings: Settings, run_id: int) -> Prepared
         log_path=run_dir / "train.log",
         config=config,
         build=build,
+        corrections=corrections,
     )

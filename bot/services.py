@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from bot.chat_history import ChatHistory
 from bot.engine import ReplyEngine
 from bot.reply_scheduler import ReplyScheduler
 from bot.retrain import RetrainService
@@ -24,3 +25,4 @@ class Services:
     retrain: RetrainService
     scheduler: AsyncIOScheduler
     replies: ReplyScheduler[CloneTurn]
+    history: ChatHistory

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from training.config import DEFAULT_SYSTEM_PROMPT
@@ -28,6 +29,28 @@ class Settings(BaseSettings):
     allowed_user_ids: Annotated[frozenset[int], NoDecode] = Field(
         frozenset(), description="Who may chat with the clone besides the owner (comma-separated)."
     )
+    admin_ids: Annotated[frozenset[int], NoDecode] = Field(
+        frozenset(), description="Who may do everything the owner may (comma-separated)."
+    )
+    allow_all: bool = Field(False, description="Anyone may chat with the clone (not administer).")
+    auto_reply: bool = Field(
+        False,
+        description="Default of /autoreply: answer as the owner in connected Business chats.",
+    )
+    webhook_url: str = Field(
+        "", description="Public https URL Telegram posts updates to; empty = long polling."
+    )
+    webhook_listen: str = Field("0.0.0.0", description="Address the webhook server binds.")
+    webhook_port: int = Field(8443, ge=1, le=65535, description="Port the webhook server binds.")
+    webhook_secret_token: str = Field(
+        "",
+        validate_default=True,
+        description="Secret Telegram sends with every webhook call (required with WEBHOOK_URL).",
+    )
+    health_port: int = Field(
+        0, ge=0, le=65535, description="Port of the GET /health liveness endpoint; 0 = off."
+    )
+    health_listen: str = Field("127.0.0.1", description="Address the liveness endpoint binds.")
     data_dir: Path = Field(Path("./data"), description="Home of the SQLite file and adapters.")
     base_model: str = Field("Qwen/Qwen2.5-7B-Instruct", description="Hub id or local path.")
     telegram_api_base_url: str = Field(CLOUD_API_BASE_URL)
@@ -64,31 +87,115 @@ class Settings(BaseSettings):
     train_max_length: int | None = Field(None, ge=16)
     train_quantization: Literal["auto", "4bit", "none"] | None = None
     train_seed: int | None = None
+    train_padding_free: bool | None = Field(
+        None,
+        description="Batches without padding (recipe default true); false pads each batch.",
+    )
     promote_min_improvement: float = Field(
         0.01, ge=0, description="eval_loss a new adapter must gain over the serving one."
     )
-    # Serving: None keeps what clone.json says.
-    generation_do_sample: bool | None = None
-    generation_max_new_tokens: int | None = None
-    generation_temperature: float | None = None
+    # Where training runs (TRAIN_RUNNER, TRAIN_SSH_*, TRAIN_NUM_GPUS, TRAIN_SHARE_GPU).
+    train_runner: Literal["local", "ssh"] = Field(
+        "local", description="'local': a process on this machine; 'ssh': on TRAIN_SSH_HOST."
+    )
+    train_ssh_host: str = Field("", description="GPU host name or address for TRAIN_RUNNER=ssh.")
+    train_ssh_port: int = Field(22, ge=1, le=65535, description="SSH port of the GPU host.")
+    train_ssh_user: str = Field("", description="Login on the GPU host; empty = ssh's default.")
+    train_ssh_key_path: Path | None = Field(
+        None, description="Private key for the GPU host; empty = ssh's default keys/agent."
+    )
+    train_ssh_work_dir: str = Field(
+        "tgclone-runs", description="Directory on the GPU host for run files (relative = home)."
+    )
+    train_ssh_python: str = Field(
+        "python3", description="Python on the GPU host that has tgclone installed."
+    )
+    train_num_gpus: int = Field(
+        1, ge=1, description="GPUs of one host to train on; >1 runs `accelerate launch`."
+    )
+    train_share_gpu: bool = Field(
+        False, description="A local run leaves the serving model loaded (room for both)."
+    )
+    # Serving: None keeps what clone.json says (Qwen2.5-Instruct's defaults unless changed).
+    generation_do_sample: bool | None = Field(
+        None, description="Sample (true) or decode greedily (false)."
+    )
+    generation_max_new_tokens: int | None = Field(
+        None, ge=1, description="Longest reply in tokens."
+    )
+    generation_temperature: float | None = Field(
+        None, ge=0, description="Softmax temperature while sampling."
+    )
+    generation_top_p: float | None = Field(
+        None, gt=0, le=1, description="Nucleus sampling mass, in (0, 1]."
+    )
+    generation_top_k: int | None = Field(
+        None, ge=0, description="Sample from the k likeliest tokens; 0 = no limit."
+    )
+    generation_repetition_penalty: float | None = Field(
+        None, gt=0, description="Penalty on tokens already present; 1.0 = none."
+    )
+    engine: Literal["transformers", "openai"] = Field(
+        "transformers",
+        description="'transformers': the model in this process; 'openai': an OpenAI-compatible "
+        "server such as vLLM (OPENAI_BASE_URL).",
+    )
     engine_device: Literal["auto", "cpu", "cuda"] = "auto"
+    engine_quantization: Literal["auto", "4bit", "bf16"] = Field(
+        "auto", description="Base model weights: auto = 4-bit on CUDA, float32 on CPU."
+    )
+    engine_queue_size: int = Field(
+        32, ge=1, description="Replies that may wait for the model; more get 'busy, try later'."
+    )
+    engine_max_batch: int = Field(
+        4, ge=1, description="Most replies (of different chats) generated together."
+    )
+    openai_base_url: str = Field(
+        "", description="ENGINE=openai: the server's API root, e.g. http://vllm:8000/v1."
+    )
+    openai_api_key: str = Field("", description="ENGINE=openai: bearer token; empty = none.")
+    openai_data_dir: str = Field(
+        "",
+        description="ENGINE=openai: DATA_DIR as the server sees it (the bot's data volume "
+        "mounted into the vLLM container); empty = the same path.",
+    )
+    openai_timeout_seconds: float = Field(
+        120.0, gt=0, description="ENGINE=openai: longest wait for the server, in seconds."
+    )
     reply_quiet_seconds: float = Field(
         1.5, ge=0, description="Wait this long after a user's last message before replying."
     )
     reply_split_lines: bool = Field(
         True, description="Send each line of a reply as its own message, as the owner writes."
     )
+    reply_streaming: bool = Field(
+        True,
+        description="Show a reply while it is generated (a draft in private chats, an edited "
+        "message in groups); false sends it only when complete.",
+    )
+    stream_edit_interval: float = Field(
+        1.0,
+        ge=0.1,
+        description="Seconds between two updates of a streaming reply in one chat.",
+    )
+    telegram_rate_limit: float = Field(
+        30.0,
+        ge=0,
+        description="Bot API requests per second across all chats (Telegram's flood limit); "
+        "0 = no overall cap (per-group limits and RetryAfter are still honoured).",
+    )
 
-    @field_validator("allowed_user_ids", mode="before")
+    @field_validator("allowed_user_ids", "admin_ids", mode="before")
     @classmethod
-    def _split_ids(cls, value: object) -> object:
+    def _split_ids(cls, value: object, info: ValidationInfo) -> object:
         if isinstance(value, str):
             parts = [p for p in value.replace(";", ",").replace(" ", ",").split(",") if p]
             try:
                 return frozenset(int(p) for p in parts)
             except ValueError as exc:
                 raise ValueError(
-                    "ALLOWED_USER_IDS must be numeric Telegram user ids separated by commas"
+                    f"{str(info.field_name).upper()} must be numeric Telegram user ids "
+                    "separated by commas"
                 ) from exc
         if isinstance(value, int):
             return frozenset({value})
@@ -104,6 +211,51 @@ class Settings(BaseSettings):
                 f"TIMEZONE {value!r} is not a time zone name; use one like 'Europe/Moscow'"
             ) from exc
         return value
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _https_url(cls, value: str) -> str:
+        if value and not value.startswith("https://"):
+            raise ValueError(
+                f"WEBHOOK_URL {value!r} must be a public https:// URL (Telegram posts only "
+                "to https); leave it empty for long polling"
+            )
+        return value
+
+    @field_validator("webhook_secret_token")
+    @classmethod
+    def _secret_with_webhook(cls, value: str, info: ValidationInfo) -> str:
+        if info.data.get("webhook_url") and not value:
+            raise ValueError(
+                "WEBHOOK_SECRET_TOKEN is required when WEBHOOK_URL is set: choose 1-256 "
+                "characters of A-Z, a-z, 0-9, _ and - (e.g. from `openssl rand -hex 32`)"
+            )
+        if value and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", value):
+            raise ValueError(
+                "WEBHOOK_SECRET_TOKEN may only hold 1-256 characters of A-Z, a-z, 0-9, _ and -"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _serving_combinations(self) -> Settings:
+        if self.engine == "openai" and not self.openai_base_url:
+            raise ValueError(
+                "OPENAI_BASE_URL is required with ENGINE=openai, e.g. http://vllm:8000/v1"
+            )
+        if self.generation_temperature == 0 and self.generation_do_sample is not False:
+            raise ValueError(
+                "GENERATION_TEMPERATURE=0 means greedy decoding: set GENERATION_DO_SAMPLE=false "
+                "(and leave the temperature empty) instead"
+            )
+        return self
+
+    def is_admin(self, user_id: int) -> bool:
+        """The owner or one of ADMIN_IDS: may do everything, owner-only commands included."""
+        return user_id == self.owner_id or user_id in self.admin_ids
+
+    def may_chat(self, user_id: int) -> bool:
+        """May talk with the clone: admins, ALLOWED_USER_IDS, or anyone with ALLOW_ALL."""
+        return self.allow_all or self.is_admin(user_id) or user_id in self.allowed_user_ids
 
     @property
     def zone(self) -> ZoneInfo:
@@ -125,6 +277,11 @@ class Settings(BaseSettings):
     @property
     def uploads_dir(self) -> Path:
         return self.data_dir / "uploads"
+
+    @property
+    def known_hosts_path(self) -> Path:
+        """ssh's known_hosts for the GPU host, kept under the data directory."""
+        return self.data_dir / "ssh_known_hosts"
 
     def missing_for_bot(self) -> list[str]:
         """Names of the settings the bot cannot start without."""

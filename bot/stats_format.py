@@ -9,8 +9,24 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from bot.retrain import describe_metrics
 from storage.models import AdapterRecord, TrainingRun
+
+
+def _metric(metrics: dict[str, float], name: str) -> str:
+    value = metrics.get(name)
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def describe_metrics(metrics: dict[str, float]) -> str:
+    """eval_loss and mean token accuracy in a few words (content accuracy once gated)."""
+    text = (
+        f"eval_loss {_metric(metrics, 'eval_loss')}, "
+        f"mean token accuracy {_metric(metrics, 'eval_mean_token_accuracy')}"
+    )
+    if "gate_content_token_accuracy" in metrics:
+        text += f", {_metric(metrics, 'gate_content_token_accuracy')} on content tokens"
+    return text
+
 
 STYLE_LEGEND = (
     "Style = clone vs your real replies in held-out chats:",

@@ -5,8 +5,10 @@ These rows never become training data; the owner's corpus lives in ``messages``.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
@@ -57,6 +59,18 @@ SELECT_TURNS_BEFORE = """
     ORDER BY id
 """
 
+SELECT_RECENT_TURNS_OF_CHATS = """
+    SELECT chat_id, role, text, date_utc
+    FROM (
+        SELECT id, chat_id, role, text, date_utc,
+               ROW_NUMBER() OVER (PARTITION BY chat_id ORDER BY id DESC) AS newness
+        FROM clone_turns
+        WHERE chat_id IN (SELECT value FROM json_each(?)) AND date_utc >= ?
+    )
+    WHERE newness <= ?
+    ORDER BY chat_id, id
+"""
+
 DELETE_TURNS = """
     DELETE FROM clone_turns WHERE chat_id = ?
 """
@@ -103,6 +117,54 @@ async def link_sent_messages(
         await conn.executemany(
             INSERT_SENT_MESSAGE, [(chat_id, message_id, turn_id) for message_id in message_ids]
         )
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """A burst of a chat's user turns, the clone's reply, and the messages that carried it."""
+
+    chat_id: int
+    user_turns: Sequence[CloneTurn]
+    reply: CloneTurn
+    message_ids: Sequence[int]
+
+
+async def save_exchanges(db: Database, exchanges: Sequence[Exchange]) -> list[int]:
+    """Store exchanges (of any chats) in one transaction; return each reply's turn id.
+
+    One commit for many replies keeps the single writer free when many chats talk at once.
+    """
+    turn_ids: list[int] = []
+    async with db.transaction() as conn:
+        for exchange in exchanges:
+            turn_id = None
+            for turn in (*exchange.user_turns, exchange.reply):
+                if turn.role not in CLONE_ROLES:
+                    raise ValueError(f"role must be 'user' or 'assistant', got {turn.role!r}")
+                cursor = await conn.execute(
+                    INSERT_TURN, (exchange.chat_id, turn.role, turn.text, to_unix(turn.date))
+                )
+                turn_id = cursor.lastrowid
+            assert turn_id is not None
+            await conn.executemany(
+                INSERT_SENT_MESSAGE,
+                [(exchange.chat_id, message_id, turn_id) for message_id in exchange.message_ids],
+            )
+            turn_ids.append(turn_id)
+    return turn_ids
+
+
+async def recent_clone_turns_of_chats(
+    db: Database, chat_ids: Sequence[int], limit: int, since: datetime | None = None
+) -> dict[int, list[CloneTurn]]:
+    """``recent_clone_turns`` of several chats in one query: chat id -> turns, oldest first."""
+    since_unix = to_unix(since) if since is not None else -(2**62)
+    turns: dict[int, list[CloneTurn]] = {chat_id: [] for chat_id in chat_ids}
+    params = (json.dumps(sorted(set(chat_ids))), since_unix, limit)
+    async with db.read() as conn, conn.execute(SELECT_RECENT_TURNS_OF_CHATS, params) as cursor:
+        for row in await cursor.fetchall():
+            turns[row["chat_id"]].append(_turn(row))
+    return turns
 
 
 async def turn_for_message(db: Database, chat_id: int, message_id: int) -> StoredCloneTurn | None:

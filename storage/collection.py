@@ -65,6 +65,8 @@ COUNT_ALL_MESSAGES = """
 FORGET_CHAT = (
     "DELETE FROM messages WHERE chat_id = ?",
     "DELETE FROM chats WHERE chat_id = ?",
+    # A correction holds copies of that chat's conversation with the clone.
+    "DELETE FROM corrections WHERE chat_id = ?",
 )
 
 FORGET_EVERYTHING = (
@@ -72,6 +74,7 @@ FORGET_EVERYTHING = (
     "DELETE FROM chats",
     "DELETE FROM imports",
     "DELETE FROM business_connections",
+    "DELETE FROM corrections",
 )
 
 PAUSED_FLAG = "collection_paused"

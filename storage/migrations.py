@@ -188,11 +188,70 @@ m004_clone_messages = Migration(
     ),
 )
 
+m005_group_talk = Migration(
+    version=5,
+    name="m005_group_talk",
+    statements=(
+        # Groups where the owner let the clone talk (/talk on|off in the group). A table of its
+        # own, so /forget of a group's collected messages leaves this switch alone.
+        """
+        CREATE TABLE talk_groups (
+            chat_id    INTEGER PRIMARY KEY,
+            enabled    INTEGER NOT NULL,
+            updated_at INTEGER NOT NULL
+        )
+        """,
+    ),
+)
+
+m006_run_location = Migration(
+    version=6,
+    name="m006_run_location",
+    statements=(
+        # Where a run's training process lives (runner kind, GPU host, its directory there),
+        # so a restarted bot can find the process again and reattach or fail the run.
+        """
+        ALTER TABLE training_runs ADD COLUMN runner TEXT
+        """,
+        """
+        ALTER TABLE training_runs ADD COLUMN host TEXT
+        """,
+        """
+        ALTER TABLE training_runs ADD COLUMN remote_dir TEXT
+        """,
+    ),
+)
+
+m007_corrections = Migration(
+    version=7,
+    name="m007_corrections",
+    statements=(
+        # The owner's /fix of a clone reply: the better answer, with the conversation before
+        # it (JSON list of {role, content}), kept for the next training run. A second /fix of
+        # the same reply replaces the first.
+        """
+        CREATE TABLE corrections (
+            id          INTEGER PRIMARY KEY,
+            chat_id     INTEGER NOT NULL,
+            turn_id     INTEGER NOT NULL,
+            context     TEXT NOT NULL,
+            clone_text  TEXT NOT NULL,
+            better_text TEXT NOT NULL,
+            created_at  INTEGER NOT NULL,
+            UNIQUE (chat_id, turn_id, clone_text)
+        )
+        """,
+    ),
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     m001_initial,
     m002_live_collection,
     m003_training_evals,
     m004_clone_messages,
+    m005_group_talk,
+    m006_run_location,
+    m007_corrections,
 )
 
 CREATE_SCHEMA_VERSION = """

@@ -15,6 +15,7 @@ from bot.retrain import RunAlreadyActiveError
 from bot.run_setup import build_corpus_dataset, dataset_config
 from bot.stats_format import adapter_lines, run_lines, style_legend
 from storage.collection import collection_paused
+from storage.corrections import count_corrections
 from storage.messages import chat_titles, corpus_counts
 from storage.runs import current_adapter, latest_run
 from training.report import build_report, format_short, save_length_histogram
@@ -69,6 +70,9 @@ async def stats(update: Update, context: CloneContext) -> None:
         f"Messages: {counts.messages} ({counts.owner_messages} yours)",
         format_short(report),
     ]
+    corrections = await count_corrections(services.db)
+    if corrections:
+        lines.append(f"Your /fix corrections (trained on next run): {corrections}")
     run = await latest_run(services.db)
     lines += run_lines(run)
     paused = await collection_paused(services.db)

@@ -13,10 +13,11 @@ from telegram.constants import ChatAction
 from telegram.error import TelegramError
 
 from bot.context import CloneContext
+from bot.engine import EngineBusyError, EnginePausedError, EngineUnavailableError
 from bot.history import history_messages
-from bot.replies import reply_parts
 from bot.services import Services
-from storage.clone_turns import add_clone_turn, recent_clone_turns
+from bot.streaming import EMPTY_REPLY, ReplyStream, SentReply, send_reply
+from storage.clone_turns import Exchange, add_clone_turn
 from storage.models import CloneTurn
 
 logger = logging.getLogger(__name__)
@@ -29,26 +30,56 @@ NO_ADAPTER_OWNER = (
     "(Settings → Advanced → Export Telegram data, JSON), then /retrain."
 )
 NO_ADAPTER_USER = "I can't answer yet: my owner has not trained me. Please try again later."
+LEARNING_TEXT = "I'm learning right now — back soon."
+"""The answer while the engine has lent the accelerator to a training run."""
+BUSY_TEXT = "Too many people are talking to me at once — please write again in a minute."
+"""The answer when the engine's queue is full."""
+UNAVAILABLE_TEXT = "I can't think right now (my model server is down). Please try again later."
+"""The answer when ENGINE=openai cannot reach its server."""
 
 
 async def reply_as_clone(update: Update, context: CloneContext) -> None:
     """Store the message; the chat's reply follows once the user has paused."""
     message = update.effective_message
+    if message is None or not message.text:
+        return
+    await queue_reply(update, context, message.text)
+
+
+async def queue_reply(
+    update: Update, context: CloneContext, text: str, *, reply_to: int | None = None
+) -> None:
+    """Put `text` in its chat's inbox; the burst is answered after the quiet period.
+
+    Private chats see the reply stream as a draft, other chats as an edited message. In a
+    group the reply answers the burst's last message (``reply_to``).
+    """
+    message = update.effective_message
     chat = update.effective_chat
     user = update.effective_user
-    if message is None or chat is None or user is None or not message.text:
+    if message is None or chat is None or user is None:
         return
     services = context.services
     if not services.engine.has_adapter:
-        is_owner = user.id == services.settings.owner_id
-        await message.reply_text(NO_ADAPTER_OWNER if is_owner else NO_ADAPTER_USER)
+        is_admin = services.settings.is_admin(user.id)
+        await message.reply_text(NO_ADAPTER_OWNER if is_admin else NO_ADAPTER_USER)
         return
     application = context.application
-    incoming = CloneTurn(chat_id=chat.id, role="user", text=message.text, date=message.date)
+    bot = context.bot
+    incoming = CloneTurn(chat_id=chat.id, role="user", text=text, date=message.date)
+    private = chat.type == "private"
 
     async def reply(new_turns: list[CloneTurn]) -> None:
         try:
-            await answer(services, context.bot, chat.id, new_turns)
+            try:
+                await answer(services, bot, chat.id, new_turns, drafts=private, reply_to=reply_to)
+            except EnginePausedError:
+                await bot.send_message(chat.id, LEARNING_TEXT)
+            except EngineBusyError:
+                await bot.send_message(chat.id, BUSY_TEXT)
+            except EngineUnavailableError:
+                logger.warning("the model server is unavailable (chat %s)", chat.id)
+                await bot.send_message(chat.id, UNAVAILABLE_TEXT)
         except Exception as exc:
             # A background task has no handler above it: hand the error to the app's one
             # error handler, as if it had happened in this update's handler.
@@ -58,40 +89,83 @@ async def reply_as_clone(update: Update, context: CloneContext) -> None:
 
 
 @contextlib.asynccontextmanager
-async def typing(bot: Bot, chat_id: int) -> AsyncIterator[None]:
-    """Keep 'typing…' showing in the chat while the block runs."""
+async def typing(bot: Bot, chat_id: int, requests: asyncio.Lock) -> AsyncIterator[None]:
+    """Keep 'typing…' showing in the chat while the block runs (the block never waits).
 
-    async def send() -> None:
-        with contextlib.suppress(TelegramError):
-            await bot.send_chat_action(chat_id, ChatAction.TYPING)
+    Each action is sent holding `requests`, the chat's one-request-at-a-time lock.
+    """
 
-    async def renew() -> None:
+    async def keep_typing() -> None:
         while True:
+            with contextlib.suppress(TelegramError):
+                async with requests:
+                    await bot.send_chat_action(chat_id, ChatAction.TYPING)
             await asyncio.sleep(TYPING_RENEW_SECONDS)
-            await send()
 
-    await send()
-    task = asyncio.get_running_loop().create_task(renew())
+    task = asyncio.get_running_loop().create_task(keep_typing())
     try:
         yield
     finally:
         task.cancel()
 
 
-async def answer(services: Services, bot: Bot, chat_id: int, new_turns: list[CloneTurn]) -> None:
-    """Reply to `new_turns`, with the chat's stored history within the session gap."""
-    since = datetime.now(UTC) - services.settings.session_gap
-    for turn in new_turns:
-        await add_clone_turn(services.db, chat_id, "user", turn.text, turn.date)
-    turns = await recent_clone_turns(
-        services.db, chat_id, limit=services.settings.history_turns + len(new_turns), since=since
-    )
-    history = history_messages(turns)
-    async with typing(bot, chat_id):
-        reply = await services.engine.generate(history)
-    if not reply:
+async def answer(
+    services: Services,
+    bot: Bot,
+    chat_id: int,
+    new_turns: list[CloneTurn],
+    *,
+    drafts: bool,
+    reply_to: int | None = None,
+) -> SentReply:
+    """Reply to `new_turns`, with the chat's stored history within the session gap.
+
+    The reply streams (``REPLY_STREAMING``; ``drafts`` for a private chat) or is sent whole.
+    The new turns and the reply are stored afterwards, the reply linked to the messages that
+    carry it; the new turns are stored even when generation fails. Raises what the engine
+    raises (``EnginePausedError`` while it is lent to a training run).
+    """
+    settings = services.settings
+    since = datetime.now(UTC) - settings.session_gap
+    stored = await services.history.recent(chat_id, settings.history_turns, since)
+    history = history_messages([*stored, *new_turns])
+    requests = asyncio.Lock()  # one Bot API request at a time in this chat
+    try:
+        async with typing(bot, chat_id, requests):
+            if settings.reply_streaming:
+                stream = ReplyStream(
+                    bot,
+                    chat_id,
+                    drafts=drafts,
+                    split_lines=settings.reply_split_lines,
+                    interval=settings.stream_edit_interval,
+                    reply_to=reply_to,
+                    requests=requests,
+                )
+                sent = await stream.run(services.engine.stream(history))
+            else:
+                text = await services.engine.generate(history)
+                sent = await send_reply(
+                    bot,
+                    chat_id,
+                    text,
+                    split_lines=settings.reply_split_lines,
+                    reply_to=reply_to,
+                    requests=requests,
+                )
+    except asyncio.CancelledError:
+        raise  # shutting down: the database may be closed already
+    except BaseException:
+        await _store_user_turns(services, chat_id, new_turns)  # a failed reply keeps them
+        raise
+    if sent.text == EMPTY_REPLY:
         logger.info("empty generation in chat %s", chat_id)
-        reply = "…"
-    await add_clone_turn(services.db, chat_id, "assistant", reply, datetime.now(UTC))
-    for part in reply_parts(reply, split_lines=services.settings.reply_split_lines):
-        await bot.send_message(chat_id, part)
+    # Stored only now, in one transaction, so that no write delays any reply's first words.
+    reply = CloneTurn(chat_id=chat_id, role="assistant", text=sent.text, date=datetime.now(UTC))
+    await services.history.save(Exchange(chat_id, new_turns, reply, sent.message_ids))
+    return sent
+
+
+async def _store_user_turns(services: Services, chat_id: int, turns: list[CloneTurn]) -> None:
+    for turn in turns:
+        await add_clone_turn(services.db, chat_id, "user", turn.text, turn.date)

@@ -11,6 +11,7 @@ import logging
 from telegram import BusinessConnection, Message, Update
 from telegram.ext import ApplicationHandlerStop
 
+from bot.auto_reply import auto_replier
 from bot.context import CloneContext
 from bot.live_records import chat_record, edit_time, message_record, text_and_kind
 from storage.collection import (
@@ -91,19 +92,21 @@ async def _store(db: Database, message: Message, owner_id: int, edited: bool) ->
 
 
 async def on_business_message(update: Update, context: CloneContext) -> None:
-    """Store a message (or an edit) of the owner's private chats, both sides."""
+    """Store a message (or an edit) of the owner's private chats, both sides; auto-reply."""
     message = update.business_message or update.edited_business_message
     if message is None:
         raise ApplicationHandlerStop
     services = context.services
     connection = await _owner_connection(context, message.business_connection_id)
-    if connection is None or await collection_paused(services.db):
-        raise ApplicationHandlerStop
-    if message.sender_business_bot is not None:
-        # Sent by a bot on the owner's behalf: not the owner's own words.
+    if connection is None or message.sender_business_bot is not None:
+        # Sent by a bot on the owner's behalf (our auto-replies too): not the owner's words.
         raise ApplicationHandlerStop
     edited = update.edited_business_message is not None
-    await _store(services.db, message, connection.user_id, edited)
+    if not await collection_paused(services.db):
+        await _store(services.db, message, connection.user_id, edited)
+    replier = auto_replier(context.application)
+    if replier is not None and not edited:
+        await replier.consider(message, connection)
     raise ApplicationHandlerStop
 
 

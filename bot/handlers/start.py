@@ -53,7 +53,7 @@ async def start(update: Update, context: CloneContext) -> None:
     if message is None or user is None:
         return
     text = HELP_TEXT[language_of(update)]
-    if user.id == context.services.settings.owner_id:
+    if context.services.settings.is_admin(user.id):
         text += OWNER_HELP
     await message.reply_text(text)
 

@@ -55,7 +55,7 @@ async def import_upload(update: Update, context: CloneContext) -> None:
         report = await import_export(
             services.db,
             path,
-            owner_id=user.id,
+            owner_id=services.settings.owner_id,  # an admin's upload is the owner's data
             # HTML exports sign messages with names only: the uploader's is the owner's.
             owner_name=user.full_name,
             file_name=name,

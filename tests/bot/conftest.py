@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from telegram.ext import Application
 
-from bot.app import EngineFactory, build_application, default_engine
+from bot.app import EngineFactory, build_application
+from bot.engine_factory import build_engine
 from bot.settings import Settings
 from tests.export_factory import OWNER_ID
 from tests.fake_telegram.server import FakeTelegramServer
@@ -47,7 +48,7 @@ def bot_settings(server: FakeTelegramServer, data_dir: Path, **overrides: Any) -
 
 @asynccontextmanager
 async def running_clone(
-    settings: Settings, engine_factory: EngineFactory = default_engine
+    settings: Settings, engine_factory: EngineFactory = build_engine
 ) -> AsyncIterator[Application]:  # type: ignore[type-arg]
     """The real tgclone application, polling the fake server until the block ends.
 

@@ -7,15 +7,34 @@ import re
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
+from bot.engine import EnginePausedError
 from training.chat_format import ChatMessage
 
 
 class ScriptedEngine:
-    """Answers each line of the last user turn with 're: <line>'; records every history."""
+    """Answers each line of the last user turn with 're: <line>'; records every history.
 
-    def __init__(self, delay: float = 0.0, fail: bool = False) -> None:
+    Args:
+        delay: seconds before the reply (or its first piece) is ready.
+        piece_delay: seconds between the pieces (words) of a streamed reply.
+        fail: raise an error that quotes the user's message, as careless library code might.
+        reply: answer with this text instead of the echo.
+    """
+
+    def __init__(
+        self,
+        delay: float = 0.0,
+        fail: bool = False,
+        *,
+        piece_delay: float = 0.0,
+        reply: str | None = None,
+    ) -> None:
         self.delay = delay
+        self.piece_delay = piece_delay
         self.fail = fail
+        self.reply = reply
+        self.paused = False
+        self.error: Exception | None = None  # raised by every request while set
         self.histories: list[list[ChatMessage]] = []
         self._adapter: Path | None = Path("scripted")
         self.released = False
@@ -32,16 +51,25 @@ class ScriptedEngine:
         self._adapter = adapter_dir
 
     async def generate(self, history: Sequence[ChatMessage]) -> str:
+        if self.paused or self.released:
+            raise EnginePausedError("the accelerator is lent to a training run")
+        if self.error is not None:
+            raise self.error
         self.histories.append(list(history))
         await asyncio.sleep(self.delay)
+        last = history[-1]["content"]
         if self.fail:
-            raise RuntimeError("the engine broke")
-        return "\n".join(f"re: {line}" for line in history[-1]["content"].split("\n"))
+            raise RuntimeError(f"the engine broke on {last!r}")
+        if self.reply is not None:
+            return self.reply
+        return "\n".join(f"re: {line}" for line in last.split("\n"))
 
     async def stream(self, history: Sequence[ChatMessage]) -> AsyncIterator[str]:
-        """The same reply as ``generate``, a word at a time."""
+        """The same reply as ``generate``, a word at a time (``piece_delay`` apart)."""
         reply = await self.generate(history)
-        for piece in re.findall(r"\S+\s*|\s+", reply):
+        for index, piece in enumerate(re.findall(r"\S+\s*|\s+", reply)):
+            if index and self.piece_delay:
+                await asyncio.sleep(self.piece_delay)
             yield piece
 
     async def release(self) -> None:

@@ -48,6 +48,11 @@ async def test_export_retrain_and_reply(
         )
         assert "finished: eval_loss" in done["text"], done["text"]
         assert "mean token accuracy" in done["text"]
+        # Style checks of the new adapter on held-out conversations, and the loss curve.
+        assert "style: length gap" in done["text"]
+        [photo] = await fake_telegram.wait_until(lambda: fake_telegram.calls_to("sendPhoto"))
+        assert str(photo["chat_id"]) == str(OWNER_ID)
+        assert "train and eval loss" in photo["caption"]
 
         fake_telegram.send_text(FRIEND, QUESTION)
         reply = await fake_telegram.wait_for_message(

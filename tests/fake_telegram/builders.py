@@ -89,6 +89,39 @@ def message_update(
     return {"message": msg}
 
 
+def mention_update(
+    chat: JSONDict,
+    from_user: JSONDict,
+    text: str,
+    mentioned: JSONDict,
+    *,
+    text_mention: bool = False,
+    message_id: int | None = None,
+    reply_to: JSONDict | None = None,
+) -> JSONDict:
+    """An ``Update`` whose text names ``mentioned`` (a user from :func:`user`).
+
+    By default ``text`` must contain ``@username`` and gets a ``mention`` entity there; with
+    ``text_mention=True`` it must contain the user's first name, which becomes a
+    ``text_mention`` entity carrying the user (how Telegram marks users without a username).
+    """
+    target = mentioned["first_name"] if text_mention else f"@{mentioned['username']}"
+    index = text.lower().find(target.lower())  # usernames are case-insensitive
+    if index < 0:
+        raise ValueError(f"{target!r} does not occur in the text")
+    entity: JSONDict = {
+        "type": "text_mention" if text_mention else "mention",
+        "offset": _utf16_len(text[:index]),
+        "length": _utf16_len(target),
+    }
+    if text_mention:
+        entity["user"] = mentioned
+    msg = message(
+        chat, from_user, text=text, message_id=message_id, reply_to=reply_to, entities=[entity]
+    )
+    return {"message": msg}
+
+
 def command_update(
     chat: JSONDict,
     from_user: JSONDict,

@@ -89,6 +89,21 @@ def send_message(state: BotState, params: JSONDict) -> JSONDict:
     return state.new_message(chat, fields)
 
 
+def send_message_draft(state: BotState, params: JSONDict) -> bool:
+    """``sendMessageDraft``: a streaming preview in a private chat; nothing is stored as sent."""
+    chat = state.chat(_require(params, "chat_id"))
+    if chat.get("type") != "private":
+        raise bad_request("message drafts can be sent to private chats only")
+    draft_id = int(_require(params, "draft_id"))
+    if draft_id == 0:
+        raise bad_request("draft_id must be non-zero")
+    text = str(params.get("text") or "")
+    if len(text) > MAX_TEXT_LENGTH:
+        raise bad_request("message is too long")
+    state.add_draft(chat["id"], draft_id, text)
+    return True
+
+
 def edit_message_text(state: BotState, params: JSONDict) -> JSONDict | bool:
     """``editMessageText`` of a bot message; inline messages just succeed."""
     if "inline_message_id" in params:
@@ -185,6 +200,7 @@ METHODS: dict[str, Method] = {
     "getmycommands": get_my_commands,
     "deletemycommands": delete_my_commands,
     "sendmessage": send_message,
+    "sendmessagedraft": send_message_draft,
     "editmessagetext": edit_message_text,
     "deletemessage": delete_message,
     "sendchataction": send_chat_action,

@@ -28,7 +28,7 @@ from typing import Any, Self, TypeVar
 
 from tests.fake_telegram import builders
 from tests.fake_telegram.methods import get_my_commands
-from tests.fake_telegram.state import ApiError, BotState, ChatId, JSONDict
+from tests.fake_telegram.state import ApiError, BotState, ChatId, DraftEvent, JSONDict
 from tests.fake_telegram.transport import BotApiHttpServer
 
 T = TypeVar("T")
@@ -198,6 +198,35 @@ class FakeTelegramServer:
     def calls_to(self, method: str) -> list[JSONDict]:
         """The parameters of every call of ``method`` (case-insensitive)."""
         return [params for name, params in self.calls if name.lower() == method.lower()]
+
+    def timed_calls(self, *methods: str) -> list[tuple[float, str, JSONDict]]:
+        """``(time.monotonic() on arrival, method, params)`` of every call (or those named)."""
+        wanted = {m.lower() for m in methods}
+        with self._state.cond:
+            timed = list(zip(self._state.call_times, self._state.calls, strict=True))
+        return [
+            (at, name, params)
+            for at, (name, params) in timed
+            if not wanted or name.lower() in wanted
+        ]
+
+    def handed_out_at(self, update_id: int) -> float | None:
+        """``time.monotonic()`` when ``getUpdates`` first returned the update (None: not yet)."""
+        with self._state.cond:
+            return self._state.handed_out.get(update_id)
+
+    def drafts(self, chat_id: ChatId | None = None) -> list[DraftEvent]:
+        """Every ``sendMessageDraft`` the bot made (all chats, or one), in order."""
+        with self._state.cond:
+            return [d for d in self._state.drafts if chat_id is None or d.chat_id == chat_id]
+
+    def message_counts(self) -> dict[ChatId, int]:
+        """How many live bot messages each chat has (cheap: nothing is copied)."""
+        counts: dict[ChatId, int] = {}
+        with self._state.cond:
+            for chat_id, _ in self._state.bot_messages:
+                counts[chat_id] = counts.get(chat_id, 0) + 1
+        return counts
 
     def sent_messages(self, chat_id: ChatId | None = None) -> list[JSONDict]:
         """The bot's messages (all chats, or one), in sending order, edits applied."""

@@ -56,6 +56,16 @@ class MessageEvent:
     message: JSONDict
 
 
+@dataclass(frozen=True)
+class DraftEvent:
+    """One ``sendMessageDraft`` call: the text a private chat saw streaming at that moment."""
+
+    chat_id: ChatId
+    draft_id: int
+    text: str
+    at: float
+
+
 @dataclass
 class BotState:
     """Everything the fake server remembers; all public methods are thread-safe."""
@@ -77,6 +87,9 @@ class BotState:
     business_connections: dict[str, JSONDict] = field(default_factory=dict)
     commands: dict[str, list[JSONDict]] = field(default_factory=dict)
     failures: dict[str, list[ApiError]] = field(default_factory=dict)
+    call_times: list[float] = field(default_factory=list)  # time.monotonic() of each call
+    handed_out: dict[int, float] = field(default_factory=dict)  # update_id -> first getUpdates
+    drafts: list[DraftEvent] = field(default_factory=list)
     _update_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _file_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _message_ids: dict[ChatId, int] = field(default_factory=dict)
@@ -89,7 +102,7 @@ class BotState:
             update = copy.deepcopy(update)
             update_id = next(self._update_ids)
             update["update_id"] = update_id
-            for key in ("message", "edited_message", "channel_post"):
+            for key in ("message", "edited_message", "channel_post", "business_message"):
                 if key in update:
                     self._file_message(update[key], assign_id=key != "edited_message")
             self.pending.append(update)
@@ -109,7 +122,11 @@ class BotState:
                 if remaining <= 0:
                     break
                 self.cond.wait(remaining)
-            return copy.deepcopy(self.pending[: max(1, min(limit, 100))])
+            batch = self.pending[: max(1, min(limit, 100))]
+            now = time.monotonic()
+            for update in batch:
+                self.handed_out.setdefault(update["update_id"], now)
+            return copy.deepcopy(batch)
 
     def drop_pending(self) -> int:
         """``deleteWebhook(drop_pending_updates=True)``: discard undelivered updates."""
@@ -199,6 +216,11 @@ class BotState:
                 e for e in self.events if e.seq > seq and (chat_id is None or e.chat_id == chat_id)
             ]
 
+    def add_draft(self, chat_id: ChatId, draft_id: int, text: str) -> None:
+        """Record a draft shown in a private chat."""
+        with self.cond:
+            self.drafts.append(DraftEvent(chat_id, draft_id, text, time.monotonic()))
+
     # --- files ---------------------------------------------------------------------------
 
     def add_file(self, content: bytes, file_name: str, mime_type: str, folder: str) -> StoredFile:
@@ -227,6 +249,7 @@ class BotState:
         """Record a call; returns the error queued for this method, if any."""
         with self.cond:
             self.calls.append((method, params))
+            self.call_times.append(time.monotonic())
             queued = self.failures.get(method.lower())
             return queued.pop(0) if queued else None
 

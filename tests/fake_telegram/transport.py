@@ -39,6 +39,10 @@ class BotApiHttpServer(ThreadingHTTPServer):
 
     daemon_threads = True  # a wedged handler must never keep the interpreter alive ...
     block_on_close = True  # ... but server_close() still joins every handler thread
+    # The bot opens many connections at once (concurrent updates); socketserver's backlog
+    # of 5 makes the kernel reset the rest, which the bot sees as httpx.ReadError. The
+    # latency benchmark opens hundreds at once.
+    request_queue_size = 1024
 
     def __init__(self, state: BotState, token: str) -> None:
         super().__init__(("127.0.0.1", 0), BotApiHandler)

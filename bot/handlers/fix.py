@@ -1,0 +1,76 @@
+"""/fix: the owner replies to a clone message with a better answer, kept for the next run."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+from telegram import Update
+
+from bot.context import CloneContext
+from bot.history import history_messages
+from storage.clone_turns import turn_for_message, turns_before
+from storage.corrections import ContextTurn, add_correction
+
+logger = logging.getLogger(__name__)
+
+NOTED = "Noted — I'll learn this next time."
+NOT_A_REPLY = (
+    "Reply to one of my messages with /fix and the answer you would have given, e.g. "
+    "/fix sure, see you at 7"
+)
+EMPTY_FIX = "Write the better answer after /fix, e.g. /fix sure, see you at 7"
+NOT_A_CLONE_MESSAGE = (
+    "That message is not one of my replies as your clone, so there is nothing to correct. "
+    "Reply with /fix to a message I wrote."
+)
+
+
+def _better_text(text: str | None) -> str:
+    """What follows the command (its own lines kept), stripped."""
+    parts = (text or "").split(maxsplit=1)
+    return parts[1].strip() if len(parts) == 2 else ""
+
+
+async def fix(update: Update, context: CloneContext) -> None:
+    """Store the owner's better answer to the clone message this command replies to."""
+    message = update.effective_message
+    chat = update.effective_chat
+    if message is None or chat is None:
+        return
+    replied = message.reply_to_message
+    if replied is None:
+        await message.reply_text(NOT_A_REPLY)
+        return
+    better = _better_text(message.text)
+    if not better:
+        await message.reply_text(EMPTY_FIX)
+        return
+    services = context.services
+    stored = await turn_for_message(services.db, chat.id, replied.message_id)
+    if stored is None or stored.turn.role != "assistant":
+        await message.reply_text(NOT_A_CLONE_MESSAGE)
+        return
+    clone_turn = stored.turn
+    before = await turns_before(
+        services.db,
+        chat.id,
+        stored.turn_id,
+        limit=services.settings.history_turns,
+        since=clone_turn.date - services.settings.session_gap,
+    )
+    context_turns: list[ContextTurn] = [
+        {"role": "assistant" if m["role"] == "assistant" else "user", "content": m["content"]}
+        for m in history_messages(before)
+    ]
+    correction_id = await add_correction(
+        services.db,
+        chat.id,
+        stored.turn_id,
+        context_turns,
+        clone_turn.text,
+        better,
+        datetime.now(UTC),
+    )
+    logger.info("stored correction %s of clone turn %s", correction_id, stored.turn_id)
+    await message.reply_text(NOTED)

@@ -1,0 +1,64 @@
+"""What Business auto-reply needs from storage: its switch, reply rights, a chat's recent talk."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from storage.collection import SELECT_FLAG, UPSERT_FLAG
+from storage.db import Database, now_unix, to_unix
+from storage.messages import MESSAGE_COLUMNS, corpus_record
+from storage.models import MessageRecord
+
+AUTO_REPLY_FLAG = "auto_reply"
+
+COUNT_REPLYING_CONNECTIONS = """
+    SELECT COUNT(*) FROM business_connections
+    WHERE user_id = ? AND is_enabled = 1 AND can_reply = 1
+"""
+
+SELECT_RECENT_CHAT_MESSAGES = f"""
+    SELECT {MESSAGE_COLUMNS}
+    FROM (
+        SELECT {MESSAGE_COLUMNS}
+        FROM messages
+        WHERE chat_id = ? AND date_utc >= ? AND text != ''
+        ORDER BY date_utc DESC, message_id DESC
+        LIMIT ?
+    )
+    ORDER BY date_utc, message_id
+"""
+
+
+async def set_auto_reply(db: Database, enabled: bool) -> None:
+    """Switch Business auto-reply on or off (outlives a restart)."""
+    async with db.transaction() as conn:
+        await conn.execute(UPSERT_FLAG, (AUTO_REPLY_FLAG, int(enabled), now_unix()))
+
+
+async def auto_reply_switch(db: Database) -> bool | None:
+    """The owner's last /autoreply choice, or None if the owner never chose."""
+    async with db.read() as conn, conn.execute(SELECT_FLAG, (AUTO_REPLY_FLAG,)) as cursor:
+        row = await cursor.fetchone()
+    return None if row is None else bool(row[0])
+
+
+async def replying_connections(db: Database, owner_id: int) -> int:
+    """The owner's enabled Business connections whose rights allow replying."""
+    async with (
+        db.read() as conn,
+        conn.execute(COUNT_REPLYING_CONNECTIONS, (owner_id,)) as cursor,
+    ):
+        row = await cursor.fetchone()
+    return int(row[0]) if row else 0
+
+
+async def recent_chat_messages(
+    db: Database, chat_id: int, since: datetime, limit: int
+) -> list[MessageRecord]:
+    """The chat's last ``limit`` stored messages with text at or after ``since``, oldest first."""
+    async with (
+        db.read() as conn,
+        conn.execute(SELECT_RECENT_CHAT_MESSAGES, (chat_id, to_unix(since), limit)) as cursor,
+    ):
+        rows = await cursor.fetchall()
+    return [corpus_record(row) for row in rows]

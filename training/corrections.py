@@ -1,0 +1,94 @@
+"""The owner's /fix corrections as training samples, shaped like the corpus samples.
+
+Each correction becomes one sample: the system prompt, the conversation before the corrected
+reply (user/assistant turns), and the owner's better text as the final assistant turn, so
+``tokenize_for_training`` puts the loss on the owner's turns exactly as for corpus samples.
+Corrections only ever train: they are never evaluated.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from storage.corrections import Correction
+from training.chat_format import ChatMessage
+from training.config import DatasetConfig
+from training.filters import clean_text
+from training.privacy import scrub
+from training.samples import Sample, TokenCounter
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+
+@dataclass(frozen=True)
+class CorrectionSamples:
+    """The samples made from corrections, and why others were left out."""
+
+    samples: list[Sample]
+    drops: dict[str, int] = field(default_factory=dict)
+
+
+def correction_samples(
+    corrections: Sequence[Correction],
+    config: DatasetConfig,
+    tokenizer: PreTrainedTokenizerBase | None = None,
+) -> CorrectionSamples:
+    """One sample per usable correction; the oldest context turns go first when it is long.
+
+    Left out (counted under ``correction_<reason>``): ``no_prompt`` (no user turn before the
+    corrected reply) and ``too_long`` (the last user turn and the better text alone exceed
+    ``max_seq_tokens``).
+    """
+    counter = TokenCounter(config, tokenizer)
+    samples: list[Sample] = []
+    drops: Counter[str] = Counter()
+    for correction in corrections:
+        turns: list[ChatMessage] = [
+            {"role": t["role"], "content": _text(t["content"], config)}
+            for t in correction.context
+            if t["content"].strip()
+        ]
+        while turns and turns[0]["role"] != "user":
+            turns.pop(0)
+        if not turns or turns[-1]["role"] != "user":
+            drops["correction_no_prompt"] += 1
+            continue
+        reply: ChatMessage = {
+            "role": "assistant",
+            "content": _text(correction.better_text, config),
+        }
+        system: ChatMessage = {"role": "system", "content": config.system_prompt}
+        sample = _fit([system], turns, reply, counter, config.max_seq_tokens)
+        if sample is None:
+            drops["correction_too_long"] += 1
+            continue
+        samples.append(sample)
+    return CorrectionSamples(samples=samples, drops=dict(sorted(drops.items())))
+
+
+def _text(text: str, config: DatasetConfig) -> str:
+    """The same cleaning and privacy scrub the corpus messages get."""
+    text = clean_text(text)
+    return scrub(text) if config.scrub_private_data else text
+
+
+def _fit(
+    head: list[ChatMessage],
+    turns: list[ChatMessage],
+    reply: ChatMessage,
+    counter: TokenCounter,
+    max_tokens: int,
+) -> Sample | None:
+    """The sample with as much of the context as fits, cut at user turns from the oldest."""
+    while turns:
+        sample = [*head, *turns, reply]
+        if counter.sample(sample) <= max_tokens:
+            return sample
+        turns = turns[1:]
+        while turns and turns[0]["role"] != "user":
+            turns = turns[1:]
+    return None
