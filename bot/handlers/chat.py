@@ -24,6 +24,8 @@ logger = logging.getLogger(__name__)
 
 TYPING_RENEW_SECONDS = 4.0
 """Telegram shows 'typing…' for about 5 s per chat action."""
+TYPING_AFTER_SECONDS = 0.3
+"""Show 'typing…' only when generation takes longer than this."""
 
 NO_ADAPTER_OWNER = (
     "I can't answer as you yet: no adapter has been trained. Send me your Telegram export "
@@ -92,10 +94,13 @@ async def queue_reply(
 async def typing(bot: Bot, chat_id: int, requests: asyncio.Lock) -> AsyncIterator[None]:
     """Keep 'typing…' showing in the chat while the block runs (the block never waits).
 
-    Each action is sent holding `requests`, the chat's one-request-at-a-time lock.
+    The first action waits `TYPING_AFTER_SECONDS`: a reply whose first piece comes sooner
+    needs none, and under load those requests would delay the replies themselves. Each
+    action is sent holding `requests`, the chat's one-request-at-a-time lock.
     """
 
     async def keep_typing() -> None:
+        await asyncio.sleep(TYPING_AFTER_SECONDS)
         while True:
             with contextlib.suppress(TelegramError):
                 async with requests:

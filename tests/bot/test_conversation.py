@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bot.handlers.errors import USER_ERROR_TEXT
 from bot.settings import Settings
-from tests.bot.conftest import ALLOWED_ID, running_clone
+from tests.bot.conftest import ALLOWED_ID, running_clone, settle
 from tests.bot.scripted_engine import ScriptedEngine
 from tests.export_factory import OWNER_ID
 from tests.fake_telegram import builders
@@ -20,7 +20,7 @@ def _texts(server: FakeTelegramServer) -> list[str]:
 async def test_a_burst_gets_one_reply_split_like_the_owner_writes(
     settings: Settings, fake_telegram: FakeTelegramServer
 ) -> None:
-    engine = ScriptedEngine()
+    engine = ScriptedEngine(delay=0.6)  # longer than TYPING_AFTER_SECONDS: typing shows
     settings = settings.model_copy(update={"reply_quiet_seconds": 0.5, "reply_split_lines": True})
     async with running_clone(settings, lambda _: engine):
         for text in ("привет", "как дела?", "что нового"):
@@ -57,3 +57,13 @@ async def test_an_engine_failure_is_one_friendly_line_and_a_note_to_the_owner(
         note = await fake_telegram.wait_for_message(OWNER_ID, lambda m: "error" in m["text"])
     assert "RuntimeError" in note["text"]
     assert "hello" not in note["text"], "message text never reaches the owner's error note"
+
+
+async def test_a_quick_reply_needs_no_typing_action(
+    settings: Settings, fake_telegram: FakeTelegramServer
+) -> None:
+    async with running_clone(settings, lambda _: ScriptedEngine()) as app:
+        fake_telegram.send_text(FRIEND, "hi")
+        await fake_telegram.wait_for_message(ALLOWED_ID, lambda m: m["text"] == "re: hi")
+        await settle(app, fake_telegram)
+    assert not fake_telegram.calls_to("sendChatAction")
