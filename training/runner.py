@@ -13,39 +13,41 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 from training.runners import LocalRunner, RunOutcome
 from training.runners.events import error_tail
 from training.runners.local import PROJECT_ROOT
 
-__all__ = ["EvaluationError", "LocalRunner", "RunOutcome", "evaluate_in_child"]
+__all__ = [
+    "EvaluationError",
+    "LocalRunner",
+    "RunOutcome",
+    "child_error",
+    "evaluate_in_child",
+    "run_json_child",
+]
 
 
 class EvaluationError(RuntimeError):
     """An adapter could not be scored; the message is the child's one-line error."""
 
 
-async def evaluate_in_child(
-    adapter_dir: Path,
-    eval_file: Path,
-    *,
-    max_length: int,
-    log_path: Path,
-    python: str = sys.executable,
-) -> dict[str, float]:
-    """Run ``python -m training.evaluate`` for one adapter and return its metrics."""
+async def run_json_child(
+    module: str, args: list[str], *, log_path: Path, python: str = sys.executable
+) -> tuple[int, dict[str, Any]]:
+    """Run ``python -m module args…``; return its exit code and the JSON of its last line.
+
+    stderr goes to ``log_path``; cancelling the awaiting task stops the child's whole process
+    group. A last line that is not a JSON object reads as ``{}``.
+    """
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log_file:
         process = await asyncio.create_subprocess_exec(
             python,
             "-m",
-            "training.evaluate",
-            "--adapter",
-            str(adapter_dir),
-            "--eval-file",
-            str(eval_file),
-            "--max-length",
-            str(max_length),
+            module,
+            *args,
             cwd=PROJECT_ROOT,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
@@ -63,7 +65,30 @@ async def evaluate_in_child(
         report = json.loads(lines[-1]) if lines else {}
     except json.JSONDecodeError:
         report = {}
-    if process.returncode != 0 or "eval_loss" not in report:
-        error = report.get("error") or error_tail(log_path) or f"exit {process.returncode}"
+    assert process.returncode is not None
+    return process.returncode, report if isinstance(report, dict) else {}
+
+
+def child_error(report: dict[str, Any], log_path: Path, returncode: int) -> str:
+    """Why a child failed: its one-line error, else the tail of its log, else its exit code."""
+    return str(report.get("error") or error_tail(log_path) or f"exit {returncode}")
+
+
+async def evaluate_in_child(
+    adapter_dir: Path,
+    eval_file: Path,
+    *,
+    max_length: int,
+    log_path: Path,
+    python: str = sys.executable,
+) -> dict[str, float]:
+    """Run ``python -m training.evaluate`` for one adapter and return its metrics."""
+    args = ["--adapter", str(adapter_dir), "--eval-file", str(eval_file)]
+    args += ["--max-length", str(max_length)]
+    returncode, report = await run_json_child(
+        "training.evaluate", args, log_path=log_path, python=python
+    )
+    if returncode != 0 or "eval_loss" not in report:
+        error = child_error(report, log_path, returncode)
         raise EvaluationError(f"scoring {adapter_dir.name} failed: {error}")
     return {key: float(value) for key, value in report.items()}
