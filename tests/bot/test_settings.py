@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bot.scheduler import parse_cron
-from bot.settings import SettingsError, load_settings
+from bot.settings import Settings, SettingsError, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -112,3 +112,10 @@ def test_fresh_env_file_from_the_example_names_what_to_set(tmp_path: Path) -> No
     assert done.returncode == 2, done.stderr
     assert "TELEGRAM_BOT_TOKEN" in done.stderr and "OWNER_ID" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_every_setting_is_documented_in_env_example() -> None:
+    example = (ROOT / ".env.example").read_text("utf-8")
+    names = {line.lstrip("# ").split("=", 1)[0] for line in example.splitlines() if "=" in line}
+    undocumented = [name.upper() for name in Settings.model_fields if name.upper() not in names]
+    assert not undocumented, f"add these to .env.example: {undocumented}"
