@@ -14,7 +14,8 @@ from training.chat_format import ChatMessage, load_clone_spec
 from training.config import DEFAULT_SYSTEM_PROMPT, TrainConfig
 from training.dataset import write_jsonl
 from training.runner import LocalRunner
-from training.train import load_config, load_datasets, parse_args
+from training.train import load_datasets
+from training.train_args import load_config, parse_args
 
 # Nothing may come from a model hub in tests, not even a failed look-up.
 OFFLINE_ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
