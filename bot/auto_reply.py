@@ -34,9 +34,9 @@ from bot.engine import (
 )
 from bot.history import history_messages
 from bot.live_records import message_record
-from bot.replies import reply_parts
 from bot.reply_scheduler import ReplyScheduler
 from bot.settings import Settings
+from bot.streaming import send_reply
 from storage.auto_reply import auto_reply_switch, recent_chat_messages
 from storage.collection import BusinessConnectionRecord
 from storage.db import Database
@@ -140,14 +140,18 @@ class AutoReplier:
         if not reply.strip():
             logger.info("auto-reply skipped in chat %s: empty generation", chat_id)
             return
-        parts = reply_parts(reply, split_lines=self._settings.reply_split_lines)
-        first = await self._bot.send_message(
-            chat_id, parts[0], business_connection_id=connection_id
+        sent_reply = await send_reply(
+            self._bot,
+            chat_id,
+            reply,
+            split_lines=self._settings.reply_split_lines,
+            business_connection_id=connection_id,
         )
-        for part in parts[1:]:
-            await self._bot.send_message(chat_id, part, business_connection_id=connection_id)
         sent = [s for s in self._sent.get(chat_id, []) if s.date >= since]
-        self._sent[chat_id] = [*sent, _SentReply(_utc(first.date), first.message_id, reply)]
+        first_id = sent_reply.message_ids[0]
+        # Telegram dates the messages in whole seconds when it takes them: about now.
+        sent_at = datetime.now(UTC).replace(microsecond=0)
+        self._sent[chat_id] = [*sent, _SentReply(sent_at, first_id, sent_reply.text)]
 
     async def _history(
         self, chat_id: int, since: datetime, new: list[MessageRecord]
@@ -173,10 +177,6 @@ class AutoReplier:
         ordered.sort(key=lambda item: (item[0], item[1]))
         limit = self._settings.history_turns + len(new)
         return history_messages([turn for _, _, turn in ordered[-limit:]])
-
-
-def _utc(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def install_auto_replier(application: AnyApplication, replier: AutoReplier) -> None:

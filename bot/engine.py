@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from bot.engine_jobs import DONE, ControlJob, Done, GenerationRequest, JobQueue, Stop
-from bot.generation_stream import END_OF_TEXT, IM_END, StreamTarget, generate_batch
+from bot.generation_stream import StreamTarget, generate_batch
 from training.chat_format import ChatMessage, CloneSpec, load_clone_spec, render_prompt
 from training.config import GenerationSettings
 from training.modeling import (
@@ -36,8 +36,6 @@ if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
 __all__ = [
-    "END_OF_TEXT",
-    "IM_END",
     "CloneEngine",
     "EngineBusyError",
     "EnginePausedError",

@@ -15,16 +15,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from training.chat_format import PAD_TOKEN, STOP_TOKENS
 from training.config import GenerationSettings
 
 if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedTokenizerBase
 
-IM_END = "<|im_end|>"
-END_OF_TEXT = "<|endoftext|>"
-STOP_TOKENS = (IM_END, END_OF_TEXT)
-PAD_TOKEN = END_OF_TEXT
 _INCOMPLETE = "\ufffd"  # what decoding shows for a character whose UTF-8 bytes are not all in
 
 

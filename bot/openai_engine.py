@@ -25,8 +25,13 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from bot.engine import EngineUnavailableError, GenerationOverrides, NoAdapterError
-from bot.generation_stream import STOP_TOKENS
-from training.chat_format import ChatMessage, CloneSpec, load_clone_spec, render_prompt
+from training.chat_format import (
+    STOP_TOKENS,
+    ChatMessage,
+    CloneSpec,
+    load_clone_spec,
+    render_prompt,
+)
 from training.config import GenerationSettings
 from training.modeling import load_adapter_tokenizer
 

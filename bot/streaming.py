@@ -50,10 +50,12 @@ async def send_reply(
     split_lines: bool,
     reply_to: int | None = None,
     requests: asyncio.Lock | None = None,
+    business_connection_id: str | None = None,
 ) -> SentReply:
     """Send a finished reply at once (no streaming); the first message answers ``reply_to``.
 
-    ``requests`` as for ``ReplyStream``.
+    ``requests`` as for ``ReplyStream``; ``business_connection_id`` sends it as the owner
+    in a Telegram Business chat.
     """
     text = text.strip()
     requests = requests or asyncio.Lock()
@@ -61,7 +63,10 @@ async def send_reply(
     for index, part in enumerate(final_parts(text, split_lines=split_lines)):
         async with requests:
             message = await bot.send_message(
-                chat_id, part, reply_parameters=_reply_parameters(reply_to if index == 0 else None)
+                chat_id,
+                part,
+                reply_parameters=_reply_parameters(reply_to if index == 0 else None),
+                business_connection_id=business_connection_id,
             )
         message_ids.append(message.message_id)
     return SentReply(text or EMPTY_REPLY, message_ids)

@@ -25,6 +25,10 @@ CLONE_SPEC_FILE = "clone.json"
 CLONE_FORMAT_VERSION = 1
 # Closes every turn in Qwen's ChatML template; the loss covers it so the clone learns to stop.
 END_OF_TURN = "<|im_end|>"
+PAD_TOKEN = "<|endoftext|>"
+"""Pads batches; never the end of turn, or the model would not learn to stop."""
+STOP_TOKENS = (END_OF_TURN, PAD_TOKEN)
+"""Generation ends at either (a base model's habit of ending with <|endoftext|> included)."""
 
 
 class ChatMessage(TypedDict):

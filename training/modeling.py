@@ -9,6 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from training.chat_format import PAD_TOKEN
+
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
@@ -16,7 +18,6 @@ Device = Literal["auto", "cpu", "cuda"]
 ServingQuantization = Literal["auto", "4bit", "bf16"]
 """auto: 4-bit NF4 on CUDA, float32 on CPU; 4bit: NF4 (CUDA only); bf16: bfloat16 weights."""
 SERVING_QUANTIZATIONS: tuple[ServingQuantization, ...] = ("auto", "4bit", "bf16")
-PAD_TOKEN = "<|endoftext|>"
 
 
 def resolve_device(device: Device) -> Literal["cpu", "cuda"]:

@@ -32,10 +32,17 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from training.chat_format import ChatMessage, CloneSpec, load_clone_spec, render_prompt
+from training.chat_format import (
+    PAD_TOKEN,
+    STOP_TOKENS,
+    ChatMessage,
+    CloneSpec,
+    load_clone_spec,
+    render_prompt,
+)
 from training.config import GenerationSettings
 from training.dataset import Sample, read_jsonl
-from training.modeling import PAD_TOKEN, Device, load_adapter_tokenizer, load_base_model
+from training.modeling import Device, load_adapter_tokenizer, load_base_model
 from training.style_checks import style_scores
 
 if TYPE_CHECKING:
@@ -43,7 +50,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-STOP_TOKENS = ("<|im_end|>", PAD_TOKEN)
 DEFAULT_LIMIT = 64
 DEFAULT_MAX_NEW_TOKENS = 64
 
@@ -76,16 +82,11 @@ def generation_kwargs(
     tokenizer: PreTrainedTokenizerBase, settings: GenerationSettings
 ) -> dict[str, Any]:
     """Keyword arguments for ``model.generate``, as the bot's engine passes them."""
-    kwargs: dict[str, Any] = {
-        "do_sample": settings.do_sample,
-        "max_new_tokens": settings.max_new_tokens,
-        "repetition_penalty": settings.repetition_penalty,
+    return {
+        **settings.to_generate_kwargs(),
         "eos_token_id": tokenizer.convert_tokens_to_ids(list(STOP_TOKENS)),
         "pad_token_id": tokenizer.convert_tokens_to_ids(PAD_TOKEN),
     }
-    if settings.do_sample:
-        kwargs.update(temperature=settings.temperature, top_p=settings.top_p, top_k=settings.top_k)
-    return kwargs
 
 
 def generate_replies(

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from training.chat_format import CloneSpec, save_clone_spec, tokenize_for_training
+from training.chat_format import PAD_TOKEN, CloneSpec, save_clone_spec, tokenize_for_training
 from training.config import TrainConfig
 from training.dataset import fingerprint, read_jsonl
 from training.token_stats import TokenStats, measure_token_stats
@@ -31,7 +31,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-PAD_TOKEN = "<|endoftext|>"
 RESULT_FILE = "result.json"
 ADAPTER_DIRNAME = "adapter"
 CHECKPOINTS_DIRNAME = "checkpoints"

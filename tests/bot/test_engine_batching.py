@@ -19,14 +19,13 @@ from bot.engine import (
     NoAdapterError,
 )
 from bot.generation_stream import (
-    STOP_TOKENS,
     IncrementalDecoder,
     StreamTarget,
     streamer_class,
     token_id,
 )
 from tests.adapters import greedy_reply, make_adapter
-from training.chat_format import ChatMessage
+from training.chat_format import STOP_TOKENS, ChatMessage
 
 QUESTIONS = ["Как дела?", "Привет! Что ты делаешь сегодня вечером, после работы?", "hi"]
 
