@@ -52,8 +52,6 @@ OnEvent = Callable[[dict[str, Any]], Awaitable[None]]
 CONFIG_NAME = "train_config.json"  # what prepare_run writes into the run directory
 LOG_NAME = "train.log"
 SHUTDOWN_SECONDS = 15.0
-STYLE_SAMPLES = 64
-"""Held-out conversations the style checks generate replies for."""
 
 
 class RunAlreadyActiveError(Exception):
@@ -342,9 +340,7 @@ class RetrainService:
         """Style figures of the new adapter; a failure here never fails the run."""
         log_path = run_dir / "style.log"
         try:
-            return await run_style_eval(
-                adapter_dir, config.eval_file, log_path=log_path, limit=STYLE_SAMPLES
-            )
+            return await run_style_eval(adapter_dir, config.eval_file, log_path=log_path)
         except StyleEvalError:
             logger.warning("style checks of run %d failed; see %s", run_id, log_path)
             return {}

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from storage.collection import SELECT_FLAG, UPSERT_FLAG
-from storage.db import Database, now_unix, to_unix
+from storage.collection import get_flag, set_flag
+from storage.db import Database, to_unix
 from storage.messages import MESSAGE_COLUMNS, corpus_record
 from storage.models import MessageRecord
 
@@ -31,15 +31,12 @@ SELECT_RECENT_CHAT_MESSAGES = f"""
 
 async def set_auto_reply(db: Database, enabled: bool) -> None:
     """Switch Business auto-reply on or off (outlives a restart)."""
-    async with db.transaction() as conn:
-        await conn.execute(UPSERT_FLAG, (AUTO_REPLY_FLAG, int(enabled), now_unix()))
+    await set_flag(db, AUTO_REPLY_FLAG, enabled)
 
 
 async def auto_reply_switch(db: Database) -> bool | None:
     """The owner's last /autoreply choice, or None if the owner never chose."""
-    async with db.read() as conn, conn.execute(SELECT_FLAG, (AUTO_REPLY_FLAG,)) as cursor:
-        row = await cursor.fetchone()
-    return None if row is None else bool(row[0])
+    return await get_flag(db, AUTO_REPLY_FLAG)
 
 
 async def replying_connections(db: Database, owner_id: int) -> int:

@@ -24,18 +24,6 @@ INSERT_TURN = """
     VALUES (?, ?, ?, ?)
 """
 
-SELECT_RECENT_TURNS = """
-    SELECT chat_id, role, text, date_utc
-    FROM (
-        SELECT id, chat_id, role, text, date_utc
-        FROM clone_turns
-        WHERE chat_id = ? AND date_utc >= ?
-        ORDER BY id DESC
-        LIMIT ?
-    )
-    ORDER BY id
-"""
-
 INSERT_SENT_MESSAGE = """
     INSERT OR IGNORE INTO clone_messages (chat_id, message_id, turn_id) VALUES (?, ?, ?)
 """
@@ -93,13 +81,7 @@ async def recent_clone_turns(
     db: Database, chat_id: int, limit: int, since: datetime | None = None
 ) -> list[CloneTurn]:
     """The last ``limit`` turns of a chat (at or after ``since`` when given), oldest first."""
-    since_unix = to_unix(since) if since is not None else -(2**62)
-    async with (
-        db.read() as conn,
-        conn.execute(SELECT_RECENT_TURNS, (chat_id, since_unix, limit)) as cursor,
-    ):
-        rows = await cursor.fetchall()
-    return [_turn(row) for row in rows]
+    return (await recent_clone_turns_of_chats(db, [chat_id], limit, since))[chat_id]
 
 
 async def clear_clone_turns(db: Database, chat_id: int) -> int:

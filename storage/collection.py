@@ -138,17 +138,27 @@ async def group_collection_enabled(db: Database, chat_id: int) -> bool:
     return bool(row and row[0])
 
 
+async def set_flag(db: Database, name: str, value: bool) -> None:
+    """Remember one of the owner's switches (it outlives a restart)."""
+    async with db.transaction() as conn:
+        await conn.execute(UPSERT_FLAG, (name, int(value), now_unix()))
+
+
+async def get_flag(db: Database, name: str) -> bool | None:
+    """One of the owner's switches, or None if it was never set."""
+    async with db.read() as conn, conn.execute(SELECT_FLAG, (name,)) as cursor:
+        row = await cursor.fetchone()
+    return None if row is None else bool(row[0])
+
+
 async def set_collection_paused(db: Database, paused: bool) -> None:
     """Pause or resume all live collection."""
-    async with db.transaction() as conn:
-        await conn.execute(UPSERT_FLAG, (PAUSED_FLAG, int(paused), now_unix()))
+    await set_flag(db, PAUSED_FLAG, paused)
 
 
 async def collection_paused(db: Database) -> bool:
     """Whether the owner paused live collection."""
-    async with db.read() as conn, conn.execute(SELECT_FLAG, (PAUSED_FLAG,)) as cursor:
-        row = await cursor.fetchone()
-    return bool(row and row[0])
+    return bool(await get_flag(db, PAUSED_FLAG))
 
 
 async def update_message_text(
