@@ -159,7 +159,8 @@ async def _import_rows(
 ) -> ImportReport:
     """Write every batch of ``rows`` in one transaction; the next batch is read meanwhile."""
     tally = _Tally()
-    async with db.transaction() as conn:
+    # Each batch brings its chats before their messages, and the import's row is first.
+    async with db.transaction(check_foreign_keys=False) as conn:
         import_id = await _insert_import(conn, sha256, name, owner_id)
         insert = insert_export_message(import_id)
         reading = asyncio.ensure_future(asyncio.to_thread(rows.next_batch))

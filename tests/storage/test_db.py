@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 
-from storage.db import Database, from_unix, to_unix
+from storage.db import PAGE_SIZE, Database, from_unix, to_unix
 
 INSERT_CHAT = "INSERT INTO chats (chat_id, title, chat_type, first_seen) VALUES (?, 'c', 'x', 0)"
 
@@ -78,6 +80,78 @@ async def test_foreign_keys_are_enforced(db: Database) -> None:
                 "INSERT INTO messages (chat_id, message_id, is_owner, date_utc, source) "
                 "VALUES (999, 1, 0, 0, 'live')"
             )
+
+
+ORPHAN_MESSAGE = (
+    "INSERT INTO messages (chat_id, message_id, is_owner, date_utc, source) "
+    "VALUES (999, 1, 0, 0, 'live')"
+)
+
+
+async def foreign_keys_on(db: Database) -> bool:
+    async with db.read() as conn, conn.execute("PRAGMA foreign_keys") as cursor:
+        row = await cursor.fetchone()
+    assert row is not None
+    return bool(row[0])
+
+
+async def test_a_bulk_transaction_skips_the_checks_and_turns_them_back_on(db: Database) -> None:
+    async with db.transaction(check_foreign_keys=False) as conn:
+        await conn.execute(ORPHAN_MESSAGE)  # the caller vouches for its order of inserts
+    assert await foreign_keys_on(db)
+    with pytest.raises(Exception, match="FOREIGN KEY"):
+        async with db.transaction() as conn:
+            await conn.execute(ORPHAN_MESSAGE.replace("1, 0, 0", "2, 0, 0"))
+
+
+async def test_the_checks_come_back_after_a_failed_or_cancelled_bulk_transaction(
+    db: Database,
+) -> None:
+    with pytest.raises(RuntimeError, match="boom"):
+        async with db.transaction(check_foreign_keys=False) as conn:
+            await conn.execute(INSERT_CHAT, (1,))
+            raise RuntimeError("boom")
+    assert await chat_ids(db) == []
+    assert await foreign_keys_on(db)
+
+    inside = asyncio.Event()
+
+    async def bulk() -> None:
+        async with db.transaction(check_foreign_keys=False) as conn:
+            await conn.execute(INSERT_CHAT, (2,))
+            inside.set()
+            await asyncio.sleep(30)
+
+    task = asyncio.create_task(bulk())
+    await inside.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert await chat_ids(db) == []
+    assert await foreign_keys_on(db)
+
+
+async def test_a_new_database_has_16_kib_pages_and_an_old_one_keeps_its_own(
+    tmp_path: Path,
+) -> None:
+    new = await Database.open(tmp_path / "new.sqlite")
+    try:
+        async with new.read() as conn, conn.execute("PRAGMA page_size") as cursor:
+            assert (await cursor.fetchone())[0] == PAGE_SIZE == 16_384  # type: ignore[index]
+    finally:
+        await new.close()
+    old_path = tmp_path / "old.sqlite"
+    with sqlite3.connect(old_path) as old:
+        old.execute("PRAGMA page_size=4096")
+        old.execute("PRAGMA journal_mode=WAL")
+        old.execute("CREATE TABLE before_tgclone (x)")
+    old.close()
+    reopened = await Database.open(old_path)
+    try:
+        async with reopened.read() as conn, conn.execute("PRAGMA page_size") as cursor:
+            assert (await cursor.fetchone())[0] == 4096  # type: ignore[index]
+    finally:
+        await reopened.close()
 
 
 def test_unix_conversion_is_utc_and_refuses_naive() -> None:

@@ -9,11 +9,13 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from storage.export_format import (
+    _USER_PEERS,
     bot_api_chat_id,
     join_text,
     message_date,
     peer_id,
     to_message_record,
+    to_message_row,
     training_skip_reason,
 )
 
@@ -49,6 +51,22 @@ def test_integer_and_string_from_id_give_the_same_sender() -> None:
     assert old is not None and new is not None
     assert old.sender_id == new.sender_id == OWNER
     assert old.is_owner and new.is_owner
+
+
+@pytest.mark.parametrize("latin1", [False, True])
+def test_senders_read_again_from_the_cache_are_the_same(latin1: bool) -> None:
+    """The second message of a sender comes from the id cache; other peers never enter it."""
+    peers = ["user42", "user42", f"user{OWNER}", f"user{OWNER}", "channel77", "channel77",
+             "user4x2", "user", "user-5"]  # fmt: skip
+    rows = [
+        to_message_row(raw(id=i, from_id=peer, text="hi"), 1, OWNER, latin1=latin1)
+        for i, peer in enumerate(peers)
+    ]
+    assert [row[2] if row else "unread" for row in rows] == [
+        42, 42, OWNER, OWNER, -1000000000077, -1000000000077, None, None, None
+    ]  # fmt: skip
+    assert [row[4] if row else None for row in rows] == [0, 0, 1, 1, 0, 0, 0, 0, 0]
+    assert "channel77" not in _USER_PEERS and "user4x2" not in _USER_PEERS
 
 
 @pytest.mark.parametrize(
