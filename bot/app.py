@@ -78,6 +78,7 @@ from bot.run_status import owner_status_factory
 from bot.scheduler import build_scheduler, parse_cron
 from bot.services import Services
 from bot.settings import Settings
+from bot.telegram_http import AiohttpRequest
 from storage.db import Database
 from storage.runs import current_adapter
 
@@ -123,6 +124,9 @@ def build_application(
         .base_url(settings.telegram_api_base_url)
         .base_file_url(settings.telegram_file_base_url)
         .local_mode(settings.telegram_local_mode)
+        # aiohttp, not PTB's httpx: see bot.telegram_http. getUpdates has its own session.
+        .request(AiohttpRequest())
+        .get_updates_request(AiohttpRequest(connections=1))
         .context_types(ContextTypes(context=CloneContext))
         .concurrent_updates(True)  # one chat's generation never holds up another chat
         # Flood control: an overall cap, per-group caps, and RetryAfter waited out and retried.
