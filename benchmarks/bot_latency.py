@@ -178,7 +178,9 @@ async def run_variant(
     arrived: dict[int, asyncio.Event] = {}
     wanted: dict[int, int] = {}
 
-    with FakeTelegramServer() as server, tempfile.TemporaryDirectory() as tmp:
+    # Kept-alive connections, as Telegram's servers keep them: a new connection and server
+    # thread per request would measure the fake more than the bot.
+    with FakeTelegramServer(keep_alive=True) as server, tempfile.TemporaryDirectory() as tmp:
         child = await asyncio.create_subprocess_exec(
             sys.executable,
             __file__,

@@ -296,3 +296,20 @@ def test_json_and_get_requests_are_understood(fake_telegram: FakeTelegramServer)
     assert as_query["result"]["username"] == "tgclone_test_bot"
     assert missing.status_code == 400
     assert missing.json()["description"] == "Bad Request: chat_id is empty"
+
+
+def test_kept_alive_connections_serve_many_requests_and_close_quickly() -> None:
+    threads_before = set(threading.enumerate())
+    with FakeTelegramServer(keep_alive=True) as server:
+        peers: set[object] = set()
+        with httpx.Client(base_url=f"{server.url}/bot{server.token}") as client:
+            for _ in range(3):
+                response = client.post("/getMe")
+                assert response.json()["result"]["username"] == "tgclone_test_bot"
+                assert response.http_version == "HTTP/1.1"
+                peers.add(response.extensions["network_stream"].get_extra_info("client_addr"))
+            assert len(peers) == 1  # one connection carried all three
+            started = time.monotonic()
+            server.stop()  # the client still holds its idle connection open
+            assert time.monotonic() - started < 2.0
+    assert set(threading.enumerate()) - threads_before == set()

@@ -57,8 +57,10 @@ class FakeTelegramServer:
         bot_username: str = "tgclone_test_bot",
         bot_first_name: str = "Clone",
         local_dir: Path | None = None,
+        keep_alive: bool = False,
     ) -> None:
-        """``local_dir``: act as a Bot API server in ``--local`` mode keeping files there."""
+        """``local_dir``: act as a Bot API server in ``--local`` mode keeping files there.
+        ``keep_alive``: HTTP/1.1 connections that serve many requests, as Telegram's do."""
         self.token = token
         bot_user = builders.user(
             int(token.split(":", 1)[0]), bot_first_name, bot_username, None, is_bot=True
@@ -72,6 +74,7 @@ class FakeTelegramServer:
             bot_user=bot_user, download_limit=download_limit, local_dir=local_dir
         )
         self._http: BotApiHttpServer | None = None
+        self._keep_alive = keep_alive
         self._cursors: dict[ChatId | None, int] = {}
 
     # --- lifecycle -----------------------------------------------------------------------
@@ -80,7 +83,7 @@ class FakeTelegramServer:
         """Bind a free port and start serving; a server starts once."""
         if self._http is not None or self._state.stopped:
             raise RuntimeError("a FakeTelegramServer can be started only once")
-        self._http = BotApiHttpServer(self._state, self.token)
+        self._http = BotApiHttpServer(self._state, self.token, keep_alive=self._keep_alive)
         self._http.start_in_thread()
         return self
 

@@ -6,15 +6,20 @@ Routes, as PTB composes them from ``base_url``/``base_file_url`` plus the token:
   HTTP status equal to ``error_code``, as Telegram does.
 * ``GET /file/bot<token>/<file_path>``: the bytes of a stored file.
 
-Each request gets its own thread, so a long-polling ``getUpdates`` never blocks other calls.
-Responses are HTTP/1.0 (one request per connection): no idle keep-alive thread outlives a call,
-which keeps :meth:`BotApiHttpServer.close` quick and thread-clean.
+Each connection gets its own thread, so a long-polling ``getUpdates`` never blocks other calls.
+Responses are HTTP/1.0 by default (one request per connection): no idle keep-alive thread
+outlives a call. With ``keep_alive`` they are HTTP/1.1 and a connection serves request after
+request, as Telegram's servers do (the latency benchmark: a new connection and thread per
+request cost more than the bot's own work); :meth:`BotApiHttpServer.close` then shuts the
+open connections down so that their threads end.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -44,11 +49,23 @@ class BotApiHttpServer(ThreadingHTTPServer):
     # latency benchmark opens hundreds at once.
     request_queue_size = 1024
 
-    def __init__(self, state: BotState, token: str) -> None:
-        super().__init__(("127.0.0.1", 0), BotApiHandler)
+    def __init__(self, state: BotState, token: str, *, keep_alive: bool = False) -> None:
+        super().__init__(("127.0.0.1", 0), KeepAliveHandler if keep_alive else BotApiHandler)
         self.state = state
         self.token = token
         self._thread: threading.Thread | None = None
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._connections_lock:
+            self._connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._connections_lock:
+            self._connections.discard(request)
+        super().shutdown_request(request)
 
     @property
     def url(self) -> str:
@@ -75,6 +92,11 @@ class BotApiHttpServer(ThreadingHTTPServer):
             if self._thread.is_alive():
                 raise RuntimeError("the fake Telegram server thread did not stop")
             self._thread = None
+        with self._connections_lock:
+            open_connections = list(self._connections)
+        for connection in open_connections:  # a kept-alive connection's thread waits to read
+            with contextlib.suppress(OSError):  # already closed by the client
+                connection.shutdown(socket.SHUT_RDWR)
         self.server_close()
 
     @property
@@ -88,6 +110,9 @@ class BotApiHandler(BaseHTTPRequestHandler):
 
     server: BotApiHttpServer
     protocol_version = "HTTP/1.0"
+    # Headers and body leave in two writes; with Nagle's algorithm the body waits for the
+    # client's delayed ACK of the headers (40 ms on Linux), as no real Bot API server does.
+    disable_nagle_algorithm = True
     timeout = 10  # seconds a client may take to send its request
 
     def do_GET(self) -> None:
@@ -160,3 +185,9 @@ class BotApiHandler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             # PTB cancels a long poll when it stops: the client is gone, nothing to answer.
             logger.debug("fake telegram: client went away before the response")
+
+
+class KeepAliveHandler(BotApiHandler):
+    """HTTP/1.1: the connection stays open for the client's next request."""
+
+    protocol_version = "HTTP/1.1"
