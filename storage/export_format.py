@@ -282,7 +282,8 @@ def training_skip_reason(message: MessageRecord) -> str | None:
 
 _USER_PEERS: dict[str, int] = {}
 """``"user123"`` -> 123 for the senders met so far: a chat has few, each writes many messages.
-A lookup costs a third of parsing the id; bounded by USER_PEERS_MAX, then it stops growing."""
+A lookup is cheaper than parsing the id (conversion of 1M messages: 1.91 s instead of
+2.16 s); bounded by USER_PEERS_MAX, then it stops growing."""
 USER_PEERS_MAX = 100_000
 
 _name_text = functools.lru_cache(maxsize=4_096)(utf8)
