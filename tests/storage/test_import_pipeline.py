@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import marshal
 import multiprocessing
-import pickle
 from collections import Counter
 from pathlib import Path
 
@@ -146,7 +146,7 @@ def every_export_error() -> list[errors.ExportError]:
 
 @pytest.mark.parametrize("error", every_export_error(), ids=lambda e: type(e).__name__)
 def test_export_errors_are_rebuilt_as_themselves(error: errors.ExportError) -> None:
-    sent = pickle.loads(pickle.dumps((type(error).__name__, error.message)))
+    sent = marshal.loads(marshal.dumps((type(error).__name__, error.message)))
     rebuilt = rebuild_export_error(*sent)
     assert type(rebuilt) is type(error)
     assert str(rebuilt) == str(error)
