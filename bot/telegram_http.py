@@ -93,7 +93,11 @@ class AiohttpRequest(BaseRequest):
         )
         try:
             async with self._session.request(
-                method, url, data=_body(request_data), timeout=timeout
+                method,
+                url,
+                data=_body(request_data),
+                timeout=timeout,
+                headers=_headers(request_data),
             ) as response:
                 return response.status, await response.read()
         except aiohttp.ConnectionTimeoutError as error:
@@ -120,12 +124,26 @@ def _sum(*timeouts: float | None) -> float | None:
     return sum(timeout for timeout in timeouts if timeout is not None)
 
 
-def _body(request_data: RequestData | None) -> aiohttp.FormData | dict[str, str] | None:
-    """The form PTB's default client sends: url-encoded, or multipart with files."""
+FORM_HEADERS = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+def _headers(request_data: RequestData | None) -> dict[str, str] | None:
+    """The content type of a url-encoded form (aiohttp sets multipart's, with the boundary)."""
+    if request_data is None or request_data.contains_files:
+        return None
+    return FORM_HEADERS
+
+
+def _body(request_data: RequestData | None) -> aiohttp.FormData | bytes | None:
+    """The form PTB's default client sends: url-encoded, or multipart with files.
+
+    The url-encoded form is encoded here, as aiohttp would: its FormData makes a multipart
+    writer, with a random boundary, for every form, a tenth of a short request's cost.
+    """
     if request_data is None:
         return None
     if not request_data.contains_files:
-        return request_data.json_parameters
+        return request_data.url_encoded_parameters().encode()
     form = aiohttp.FormData(quote_fields=False)
     for name, value in request_data.json_parameters.items():
         form.add_field(name, value)
