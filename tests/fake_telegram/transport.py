@@ -21,6 +21,7 @@ import json
 import logging
 import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -42,8 +43,7 @@ logger = logging.getLogger(__name__)
 class BotApiHttpServer(ThreadingHTTPServer):
     """A threading HTTP server that knows the bot's token and the shared state."""
 
-    daemon_threads = True  # a wedged handler must never keep the interpreter alive ...
-    block_on_close = True  # ... but server_close() still joins every handler thread
+    daemon_threads = True  # a wedged handler must never keep the interpreter alive
     # The bot opens many connections at once (concurrent updates); socketserver's backlog
     # of 5 makes the kernel reset the rest, which the bot sees as httpx.ReadError. The
     # latency benchmark opens hundreds at once.
@@ -55,12 +55,20 @@ class BotApiHttpServer(ThreadingHTTPServer):
         self.token = token
         self._thread: threading.Thread | None = None
         self._connections: set[socket.socket] = set()
+        self._handlers: list[threading.Thread] = []
         self._connections_lock = threading.Lock()
 
     def process_request(self, request: Any, client_address: Any) -> None:
+        # ThreadingMixIn's, with the thread kept: socketserver does not track daemon threads,
+        # so its server_close() would not join them.
+        thread = threading.Thread(
+            target=self.process_request_thread, args=(request, client_address), daemon=True
+        )
         with self._connections_lock:
             self._connections.add(request)
-        super().process_request(request, client_address)
+            self._handlers = [handler for handler in self._handlers if handler.is_alive()]
+            self._handlers.append(thread)
+        thread.start()
 
     def shutdown_request(self, request: Any) -> None:
         with self._connections_lock:
@@ -97,6 +105,11 @@ class BotApiHttpServer(ThreadingHTTPServer):
         for connection in open_connections:  # a kept-alive connection's thread waits to read
             with contextlib.suppress(OSError):  # already closed by the client
                 connection.shutdown(socket.SHUT_RDWR)
+        with self._connections_lock:
+            handlers, self._handlers = self._handlers, []
+        deadline = time.monotonic() + timeout
+        for handler in handlers:
+            handler.join(max(0.0, deadline - time.monotonic()))
         self.server_close()
 
     @property
