@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -37,6 +38,25 @@ class SentReply:
     message_ids: list[int]
 
 
+class ReplyActivity:
+    """When the chat last saw its reply's text (a draft, an edit or a message).
+
+    The typing action is for a chat that sees nothing happen: once text shows, it is only
+    needed again when the text stops changing for a while.
+    """
+
+    def __init__(self) -> None:
+        self._last_shown: float | None = None
+
+    def shown(self) -> None:
+        """The chat has just been shown (more of) the reply."""
+        self._last_shown = time.monotonic()
+
+    def quiet_for(self, seconds: float) -> bool:
+        """Whether the chat has seen none of the reply in the last ``seconds``."""
+        return self._last_shown is None or time.monotonic() - self._last_shown >= seconds
+
+
 def final_parts(text: str, *, split_lines: bool) -> list[str]:
     """The messages a finished reply is sent as (``EMPTY_REPLY`` for a blank one)."""
     return reply_parts(text, split_lines=split_lines) or [EMPTY_REPLY]
@@ -50,12 +70,13 @@ async def send_reply(
     split_lines: bool,
     reply_to: int | None = None,
     requests: asyncio.Lock | None = None,
+    activity: ReplyActivity | None = None,
     business_connection_id: str | None = None,
 ) -> SentReply:
     """Send a finished reply at once (no streaming); the first message answers ``reply_to``.
 
-    ``requests`` as for ``ReplyStream``; ``business_connection_id`` sends it as the owner
-    in a Telegram Business chat.
+    ``requests`` and ``activity`` as for ``ReplyStream``; ``business_connection_id`` sends
+    it as the owner in a Telegram Business chat.
     """
     text = text.strip()
     requests = requests or asyncio.Lock()
@@ -69,6 +90,8 @@ async def send_reply(
                 business_connection_id=business_connection_id,
             )
         message_ids.append(message.message_id)
+        if activity is not None:
+            activity.shown()
     return SentReply(text or EMPTY_REPLY, message_ids)
 
 
@@ -86,6 +109,7 @@ class ReplyStream:
         requests: held around each Bot API call, shared with the chat's typing action: one
             request at a time per chat, so that a busy bot's connections are never all
             taken by a few chats.
+        activity: told each time the chat is shown more of the reply (for the typing action).
     """
 
     def __init__(
@@ -98,6 +122,7 @@ class ReplyStream:
         interval: float,
         reply_to: int | None = None,
         requests: asyncio.Lock | None = None,
+        activity: ReplyActivity | None = None,
     ) -> None:
         self._bot = bot
         self._chat_id = chat_id
@@ -106,6 +131,7 @@ class ReplyStream:
         self._interval = interval
         self._reply_to = reply_to
         self._requests = requests or asyncio.Lock()
+        self._activity = activity or ReplyActivity()
         self._settled: list[str] = []  # parts already sent as their final messages
         self._message_ids: list[int] = []
         self._live_id: int | None = None  # edit mode: the message showing the part in progress
@@ -157,6 +183,7 @@ class ReplyStream:
             await self._preview(pending[0])
         if (len(self._settled), self._shown) != before:
             self._next_update = asyncio.get_running_loop().time() + self._interval
+            self._activity.shown()
 
     async def _preview(self, text: str) -> None:
         if self._drafts:
@@ -211,6 +238,7 @@ class ReplyStream:
                 await asyncio.sleep(hold)
         for part in rest:
             await self._settle(part)
+            self._activity.shown()
         return SentReply(text or EMPTY_REPLY, list(self._message_ids))
 
     async def _send(self, text: str) -> int:

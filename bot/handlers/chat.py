@@ -16,7 +16,7 @@ from bot.context import CloneContext
 from bot.engine import EngineBusyError, EnginePausedError, EngineUnavailableError
 from bot.history import history_messages
 from bot.services import Services
-from bot.streaming import EMPTY_REPLY, ReplyStream, SentReply, send_reply
+from bot.streaming import EMPTY_REPLY, ReplyActivity, ReplyStream, SentReply, send_reply
 from storage.clone_turns import Exchange, add_clone_turn
 from storage.models import CloneTurn
 
@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 TYPING_RENEW_SECONDS = 4.0
 """Telegram shows 'typing…' for about 5 s per chat action."""
 TYPING_AFTER_SECONDS = 0.3
-"""Show 'typing…' only when generation takes longer than this."""
+"""Show 'typing…' only when the chat has seen nothing of the reply this long."""
 
 NO_ADAPTER_OWNER = (
     "I can't answer as you yet: no adapter has been trained. Send me your Telegram export "
@@ -91,20 +91,27 @@ async def queue_reply(
 
 
 @contextlib.asynccontextmanager
-async def typing(bot: Bot, chat_id: int, requests: asyncio.Lock) -> AsyncIterator[None]:
-    """Keep 'typing…' showing in the chat while the block runs (the block never waits).
+async def typing(
+    bot: Bot, chat_id: int, requests: asyncio.Lock, activity: ReplyActivity
+) -> AsyncIterator[None]:
+    """Keep 'typing…' showing in the chat while the block runs and shows nothing new.
 
-    The first action waits `TYPING_AFTER_SECONDS`: a reply whose first piece comes sooner
-    needs none, and under load those requests would delay the replies themselves. Each
-    action is sent holding `requests`, the chat's one-request-at-a-time lock.
+    The first action waits `TYPING_AFTER_SECONDS`, then one is due every
+    `TYPING_RENEW_SECONDS`; each is skipped when the chat saw more of the reply (a draft,
+    an edit, a message: `activity`) within the last `TYPING_RENEW_SECONDS`, since the
+    text shows that the clone is writing. A reply whose first piece comes quickly needs
+    none, and under load those requests would delay the replies themselves. Each action
+    is sent holding `requests`, the chat's one-request-at-a-time lock; the block never
+    waits for it.
     """
 
     async def keep_typing() -> None:
         await asyncio.sleep(TYPING_AFTER_SECONDS)
         while True:
-            with contextlib.suppress(TelegramError):
-                async with requests:
-                    await bot.send_chat_action(chat_id, ChatAction.TYPING)
+            if activity.quiet_for(TYPING_RENEW_SECONDS):
+                with contextlib.suppress(TelegramError):
+                    async with requests:
+                        await bot.send_chat_action(chat_id, ChatAction.TYPING)
             await asyncio.sleep(TYPING_RENEW_SECONDS)
 
     task = asyncio.get_running_loop().create_task(keep_typing())
@@ -135,8 +142,9 @@ async def answer(
     stored = await services.history.recent(chat_id, settings.history_turns, since)
     history = history_messages([*stored, *new_turns])
     requests = asyncio.Lock()  # one Bot API request at a time in this chat
+    activity = ReplyActivity()
     try:
-        async with typing(bot, chat_id, requests):
+        async with typing(bot, chat_id, requests, activity):
             if settings.reply_streaming:
                 stream = ReplyStream(
                     bot,
@@ -146,6 +154,7 @@ async def answer(
                     interval=settings.stream_edit_interval,
                     reply_to=reply_to,
                     requests=requests,
+                    activity=activity,
                 )
                 sent = await stream.run(services.engine.stream(history))
             else:
@@ -157,6 +166,7 @@ async def answer(
                     split_lines=settings.reply_split_lines,
                     reply_to=reply_to,
                     requests=requests,
+                    activity=activity,
                 )
     except asyncio.CancelledError:
         raise  # shutting down: the database may be closed already

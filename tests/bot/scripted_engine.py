@@ -17,6 +17,8 @@ class ScriptedEngine:
     Args:
         delay: seconds before the reply (or its first piece) is ready.
         piece_delay: seconds between the pieces (words) of a streamed reply.
+        piece_delays: seconds before each piece after the first, in turn (then
+            ``piece_delay``): a reply that stalls partway.
         fail: raise an error that quotes the user's message, as careless library code might.
         reply: answer with this text instead of the echo.
     """
@@ -27,10 +29,12 @@ class ScriptedEngine:
         fail: bool = False,
         *,
         piece_delay: float = 0.0,
+        piece_delays: Sequence[float] = (),
         reply: str | None = None,
     ) -> None:
         self.delay = delay
         self.piece_delay = piece_delay
+        self.piece_delays = list(piece_delays)
         self.fail = fail
         self.reply = reply
         self.paused = False
@@ -67,9 +71,11 @@ class ScriptedEngine:
     async def stream(self, history: Sequence[ChatMessage]) -> AsyncIterator[str]:
         """The same reply as ``generate``, a word at a time (``piece_delay`` apart)."""
         reply = await self.generate(history)
+        delays = iter(self.piece_delays)
         for index, piece in enumerate(re.findall(r"\S+\s*|\s+", reply)):
-            if index and self.piece_delay:
-                await asyncio.sleep(self.piece_delay)
+            wait = next(delays, self.piece_delay) if index else 0.0
+            if wait:
+                await asyncio.sleep(wait)
             yield piece
 
     async def release(self) -> None:

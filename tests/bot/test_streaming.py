@@ -60,7 +60,7 @@ async def test_a_private_reply_streams_as_drafts_and_ends_as_its_line_messages(
     first_sent = fake_telegram.timed_calls("sendMessage")[0][0]
     assert any(d.at > first_sent for d in drafts)
     assert len({d.draft_id for d in drafts}) >= 2, "each message has a draft of its own"
-    assert fake_telegram.calls_to("sendChatAction")
+    assert not fake_telegram.calls_to("sendChatAction"), "the drafts show the clone writing"
 
 
 async def test_a_group_reply_streams_by_throttled_edits_of_its_messages(
