@@ -70,6 +70,7 @@ class LatencyReport:
     lost: int = 0
     wrong_chats: list[int] = field(default_factory=list)
     wall_seconds: float = 0.0
+    bot_cpu_seconds: float = 0.0
 
     def percentile(self, q: float) -> float:
         """The q-th percentile (0-100) of the overheads, nearest rank."""
@@ -97,8 +98,15 @@ class LatencyReport:
         return (
             f"{self.variant:<10} {self.percentile(50):7.1f} {self.percentile(99):7.1f} "
             f"{max(self.overheads_ms, default=float('nan')):7.1f} {self.worst_lag_ms:8.1f} "
-            f"{self.lost:5d} {len(self.wrong_chats):6d} {self.wall_seconds:7.2f}"
+            f"{self.lost:5d} {len(self.wrong_chats):6d} {self.wall_seconds:7.2f} "
+            f"{self.cpu_ms_per_reply:9.2f}"
         )
+
+    @property
+    def cpu_ms_per_reply(self) -> float:
+        """The bot process's CPU time per answered message, in ms (all of its threads)."""
+        answered = len(self.overheads_ms)
+        return self.bot_cpu_seconds * 1000 / answered if answered else float("nan")
 
 
 def _message_text(chat_index: int, k: int) -> str:
@@ -156,10 +164,12 @@ async def serve_bot(
         stop = asyncio.Event()
         ticker = asyncio.ensure_future(_ticker(stop))
         print("ready", flush=True)
+        cpu = time.process_time()
         await reader.readline()
+        cpu = time.process_time() - cpu
         stop.set()
         worst = await ticker
-    print(json.dumps({"worst_lag_ms": worst}), flush=True)
+    print(json.dumps({"worst_lag_ms": worst, "cpu_seconds": cpu}), flush=True)
 
 
 async def run_variant(
@@ -241,6 +251,7 @@ async def run_variant(
             await child.stdin.drain()
             figures = json.loads(await child.stdout.readline())
             report.worst_lag_ms = float(figures["worst_lag_ms"])
+            report.bot_cpu_seconds = float(figures["cpu_seconds"])
             await child.wait()
         finally:
             if child.returncode is None:
@@ -305,7 +316,7 @@ def main() -> int:
         f"bot latency: {args.chats} chats x {args.messages} messages, engine delay "
         f"{args.delay_ms:.0f} ms (+{args.piece_ms:.0f} ms per word when streaming)"
     )
-    print("variant     p50 ms  p99 ms  max ms  lag ms  lost  wrong  wall s")
+    print("variant     p50 ms  p99 ms  max ms  lag ms  lost  wrong  wall s  CPU ms/msg")
     for report in reports:
         print(report.row())
     streaming = reports[0]
