@@ -6,8 +6,8 @@ the same quiet period as a chat with the clone, then gets one reply, sent on the
 behalf through the connection. The history is the chat's stored messages within
 ``SESSION_GAP`` (the owner's as the assistant, the other side's as the user) plus the
 replies sent here lately. Those come back as business messages with ``sender_business_bot``
-and are never stored as the owner's words, so they are remembered in memory only: after a
-restart the clone no longer sees its own earlier auto-replies in the history.
+and are never stored as the owner's words (nor trained on); they are kept in a table of their
+own (``auto_replies``), so a restarted bot still sees them.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
@@ -37,7 +36,13 @@ from bot.live_records import message_record
 from bot.reply_scheduler import ReplyScheduler
 from bot.settings import Settings
 from bot.streaming import send_reply
-from storage.auto_reply import auto_reply_switch, recent_chat_messages
+from storage.auto_reply import (
+    AutoReplyRecord,
+    add_auto_reply,
+    auto_reply_switch,
+    recent_auto_replies,
+    recent_chat_messages,
+)
 from storage.collection import BusinessConnectionRecord
 from storage.db import Database
 from storage.models import CloneTurn, MessageRecord
@@ -57,13 +62,6 @@ async def auto_reply_on(db: Database, settings: Settings) -> bool:
     """Whether auto-reply is on: the owner's last /autoreply, else the AUTO_REPLY setting."""
     switch = await auto_reply_switch(db)
     return settings.auto_reply if switch is None else switch
-
-
-@dataclass(frozen=True)
-class _SentReply:
-    date: datetime
-    message_id: int
-    text: str
 
 
 class AutoReplier:
@@ -89,7 +87,6 @@ class AutoReplier:
         self._scheduler: ReplyScheduler[MessageRecord] = ReplyScheduler(
             settings.reply_quiet_seconds
         )
-        self._sent: dict[int, list[_SentReply]] = {}
 
     async def consider(self, message: Message, connection: BusinessConnectionRecord) -> bool:
         """Queue a reply to a new business message if auto-reply applies; True if queued."""
@@ -147,16 +144,16 @@ class AutoReplier:
             split_lines=self._settings.reply_split_lines,
             business_connection_id=connection_id,
         )
-        sent = [s for s in self._sent.get(chat_id, []) if s.date >= since]
-        first_id = sent_reply.message_ids[0]
         # Telegram dates the messages in whole seconds when it takes them: about now.
         sent_at = datetime.now(UTC).replace(microsecond=0)
-        self._sent[chat_id] = [*sent, _SentReply(sent_at, first_id, sent_reply.text)]
+        record = AutoReplyRecord(chat_id, sent_reply.message_ids[0], sent_reply.text, sent_at)
+        await add_auto_reply(self._db, record)
 
     async def _history(
         self, chat_id: int, since: datetime, new: list[MessageRecord]
     ) -> list[ChatMessage]:
         stored = await recent_chat_messages(self._db, chat_id, since, STORED_MESSAGES_LIMIT)
+        sent = await recent_auto_replies(self._db, chat_id, since, STORED_MESSAGES_LIMIT)
         seen = {m.message_id for m in stored}
         # With collection paused the new messages are not stored; they still get the reply.
         messages = [*stored, *(m for m in new if m.message_id not in seen)]
@@ -170,9 +167,7 @@ class AutoReplier:
             for m in messages
         ]
         ordered += [
-            (s.date, s.message_id, CloneTurn(chat_id, "assistant", s.text, s.date))
-            for s in self._sent.get(chat_id, [])
-            if s.date >= since
+            (s.date, s.message_id, CloneTurn(chat_id, "assistant", s.text, s.date)) for s in sent
         ]
         ordered.sort(key=lambda item: (item[0], item[1]))
         limit = self._settings.history_turns + len(new)

@@ -1,11 +1,13 @@
-"""What Business auto-reply needs from storage: its switch, reply rights, a chat's recent talk."""
+"""What Business auto-reply needs from storage: its switch, reply rights, a chat's recent talk,
+and the replies it sent."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from storage.collection import get_flag, set_flag
-from storage.db import Database, to_unix
+from storage.db import Database, from_unix, to_unix
 from storage.messages import MESSAGE_COLUMNS, corpus_record
 from storage.models import MessageRecord
 
@@ -27,6 +29,33 @@ SELECT_RECENT_CHAT_MESSAGES = f"""
     )
     ORDER BY date_utc, message_id
 """
+
+INSERT_AUTO_REPLY = """
+    INSERT OR REPLACE INTO auto_replies (chat_id, message_id, text, date_utc)
+    VALUES (?, ?, ?, ?)
+"""
+
+SELECT_RECENT_AUTO_REPLIES = """
+    SELECT chat_id, message_id, text, date_utc
+    FROM (
+        SELECT chat_id, message_id, text, date_utc
+        FROM auto_replies
+        WHERE chat_id = ? AND date_utc >= ?
+        ORDER BY date_utc DESC, message_id DESC
+        LIMIT ?
+    )
+    ORDER BY date_utc, message_id
+"""
+
+
+@dataclass(frozen=True)
+class AutoReplyRecord:
+    """A reply sent as the owner: the chat, its first message's id, its whole text, when."""
+
+    chat_id: int
+    message_id: int
+    text: str
+    date: datetime
 
 
 async def set_auto_reply(db: Database, enabled: bool) -> None:
@@ -59,3 +88,25 @@ async def recent_chat_messages(
     ):
         rows = await cursor.fetchall()
     return [corpus_record(row) for row in rows]
+
+
+async def add_auto_reply(db: Database, reply: AutoReplyRecord) -> None:
+    """Remember a reply sent as the owner (the next auto-reply's history)."""
+    row = (reply.chat_id, reply.message_id, reply.text, to_unix(reply.date))
+    async with db.transaction() as conn:
+        await conn.execute(INSERT_AUTO_REPLY, row)
+
+
+async def recent_auto_replies(
+    db: Database, chat_id: int, since: datetime, limit: int
+) -> list[AutoReplyRecord]:
+    """The chat's last ``limit`` auto-replies sent at or after ``since``, oldest first."""
+    async with (
+        db.read() as conn,
+        conn.execute(SELECT_RECENT_AUTO_REPLIES, (chat_id, to_unix(since), limit)) as cursor,
+    ):
+        rows = await cursor.fetchall()
+    return [
+        AutoReplyRecord(int(row[0]), int(row[1]), str(row[2]), from_unix(int(row[3])))
+        for row in rows
+    ]

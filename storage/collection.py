@@ -54,6 +54,10 @@ DELETE_MESSAGES = """
     DELETE FROM messages WHERE chat_id = ? AND message_id = ?
 """
 
+DELETE_AUTO_REPLIES = """
+    DELETE FROM auto_replies WHERE chat_id = ? AND message_id = ?
+"""
+
 COUNT_CHAT_MESSAGES = """
     SELECT COUNT(*) FROM messages WHERE chat_id = ?
 """
@@ -67,6 +71,7 @@ FORGET_CHAT = (
     "DELETE FROM chats WHERE chat_id = ?",
     # A correction holds copies of that chat's conversation with the clone.
     "DELETE FROM corrections WHERE chat_id = ?",
+    "DELETE FROM auto_replies WHERE chat_id = ?",
 )
 
 FORGET_EVERYTHING = (
@@ -75,6 +80,7 @@ FORGET_EVERYTHING = (
     "DELETE FROM imports",
     "DELETE FROM business_connections",
     "DELETE FROM corrections",
+    "DELETE FROM auto_replies",
 )
 
 PAUSED_FLAG = "collection_paused"
@@ -173,11 +179,17 @@ async def update_message_text(
 
 
 async def delete_messages(db: Database, chat_id: int, message_ids: list[int]) -> int:
-    """Remove messages deleted in Telegram; returns how many were stored."""
+    """Remove messages deleted in Telegram; returns how many were stored.
+
+    An auto-reply whose first message is deleted is forgotten too.
+    """
+    keys = [(chat_id, message_id) for message_id in message_ids]
     async with db.transaction() as conn:
         before = conn.total_changes
-        await conn.executemany(DELETE_MESSAGES, [(chat_id, m) for m in message_ids])
-        return conn.total_changes - before
+        await conn.executemany(DELETE_MESSAGES, keys)
+        deleted = conn.total_changes - before
+        await conn.executemany(DELETE_AUTO_REPLIES, keys)
+        return deleted
 
 
 async def count_messages(db: Database, chat_id: int | None) -> int:

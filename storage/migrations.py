@@ -244,6 +244,25 @@ m007_corrections = Migration(
     ),
 )
 
+m008_auto_replies = Migration(
+    version=8,
+    name="m008_auto_replies",
+    statements=(
+        # What Business auto-reply sent as the owner (the first message's id, the whole reply):
+        # the history of the next auto-reply in that chat, also after a restart. Never
+        # training text: Telegram's echoes of these messages are not stored as the owner's.
+        """
+        CREATE TABLE auto_replies (
+            chat_id    INTEGER NOT NULL,
+            message_id INTEGER NOT NULL,
+            text       TEXT NOT NULL,
+            date_utc   INTEGER NOT NULL,
+            PRIMARY KEY (chat_id, message_id)
+        )
+        """,
+    ),
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     m001_initial,
     m002_live_collection,
@@ -252,6 +271,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     m005_group_talk,
     m006_run_location,
     m007_corrections,
+    m008_auto_replies,
 )
 
 CREATE_SCHEMA_VERSION = """

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +13,8 @@ from bot.auto_reply import AutoReplier, auto_replier
 from bot.handlers.autoreply import NO_REPLY_RIGHTS, SWITCHED_OFF, SWITCHED_ON
 from bot.services import Services
 from bot.settings import Settings
-from storage.auto_reply import auto_reply_switch
-from storage.collection import BusinessConnectionRecord, get_business_connection
+from storage.auto_reply import auto_reply_switch, recent_auto_replies
+from storage.collection import BusinessConnectionRecord, forget, get_business_connection
 from storage.messages import load_corpus
 from tests.bot.conftest import bot_settings, running_clone, settle
 from tests.bot.scripted_engine import ScriptedEngine
@@ -163,3 +164,47 @@ async def test_no_reply_without_rights_when_off_or_to_the_owner(
         assert await replier.consider(message(_biz("hi", 34)), allowed)
         [sent] = await fake_telegram.wait_until(lambda: _auto_replies(fake_telegram))
     assert sent["text"] == "re: hi"
+
+
+async def test_earlier_replies_are_history_after_a_restart_until_deleted_or_forgotten(
+    fake_telegram: FakeTelegramServer, tmp_path: Path
+) -> None:
+    settings = bot_settings(fake_telegram, tmp_path / "data", auto_reply=True)
+    async with running_clone(settings, lambda _: ScriptedEngine()) as app:
+        await _connect(fake_telegram, app)
+        fake_telegram.push_update(_biz("Первое", 10))
+        await fake_telegram.wait_until(lambda: len(_auto_replies(fake_telegram)) == 1)
+        await settle(app, fake_telegram)
+    [first_reply] = fake_telegram.sent_messages(FRIEND["id"])
+
+    restarted = ScriptedEngine()
+    async with running_clone(settings, lambda _: restarted) as app:
+        fake_telegram.push_update(_biz("Второе", 12))
+        await fake_telegram.wait_until(lambda: len(_auto_replies(fake_telegram)) == 2)
+        await settle(app, fake_telegram)
+        # The owner deletes the first auto-reply in Telegram: it is no longer history.
+        deleted = [first_reply["message_id"]]
+        fake_telegram.push_update(
+            builders.deleted_business_messages_update(CONNECTION, FRIEND_CHAT, deleted)
+        )
+        await settle(app, fake_telegram)
+        fake_telegram.push_update(_biz("Третье", 14))
+        await fake_telegram.wait_until(lambda: len(_auto_replies(fake_telegram)) == 3)
+        await settle(app, fake_telegram)
+        db = _services(app).db
+        since = datetime.now(UTC) - timedelta(days=1)
+        kept = await recent_auto_replies(db, FRIEND["id"], since, limit=10)
+        await forget(db, FRIEND["id"])
+        forgotten = await recent_auto_replies(db, FRIEND["id"], since, limit=10)
+    assert restarted.histories[0] == [
+        {"role": "user", "content": "Первое"},
+        {"role": "assistant", "content": "re: Первое"},
+        {"role": "user", "content": "Второе"},
+    ]
+    assert restarted.histories[1] == [
+        {"role": "user", "content": "Первое\nВторое"},  # one turn, as a burst is
+        {"role": "assistant", "content": "re: Второе"},
+        {"role": "user", "content": "Третье"},
+    ]
+    assert [reply.text for reply in kept] == ["re: Второе", "re: Третье"]
+    assert forgotten == []

@@ -65,4 +65,3 @@ async def test_a_streamed_reply_shows_typing_only_while_no_text_shows(
     during_words = [at for at in actions if drafts[0] <= at < drafts[0] + RENEW * 0.9]
     assert during_words == [], "no typing right after text has shown"
     assert any(at > drafts[0] + RENEW for at in actions), "typing again during the stall"
-

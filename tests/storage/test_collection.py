@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+from storage.auto_reply import AutoReplyRecord, add_auto_reply, recent_auto_replies
 from storage.collection import (
     BusinessConnectionRecord,
     collection_paused,
@@ -78,5 +79,28 @@ async def test_edit_delete_and_forget_one_chat(tmp_path: Path) -> None:
         ]
         assert await forget(db, None) == 2
         assert await count_messages(db, None) == 0
+    finally:
+        await db.close()
+
+
+async def test_auto_replies_go_with_their_deleted_message_and_with_forget(tmp_path: Path) -> None:
+    db = await Database.open(tmp_path / "db.sqlite3")
+    since = datetime(2025, 1, 1, tzinfo=UTC)
+
+    async def texts(chat_id: int) -> list[str]:
+        return [reply.text for reply in await recent_auto_replies(db, chat_id, since, 10)]
+
+    try:
+        for chat_id in (10, 20):
+            for message_id in (1, 2, 3):
+                reply = AutoReplyRecord(chat_id, message_id, f"r{message_id}", WHEN)
+                await add_auto_reply(db, reply)
+        assert await delete_messages(db, 10, [2]) == 0  # no collected message had that id
+        assert await texts(10) == ["r1", "r3"]
+        assert await recent_auto_replies(db, 10, since, 1) == [AutoReplyRecord(10, 3, "r3", WHEN)]
+        await forget(db, 20)
+        assert (await texts(10), await texts(20)) == (["r1", "r3"], [])
+        await forget(db, None)
+        assert await texts(10) == []
     finally:
         await db.close()
