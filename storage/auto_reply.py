@@ -3,8 +3,11 @@ and the replies it sent."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+
+import aiosqlite
 
 from storage.collection import get_flag, set_flag
 from storage.db import Database, from_unix, to_unix
@@ -82,11 +85,7 @@ async def recent_chat_messages(
     db: Database, chat_id: int, since: datetime, limit: int
 ) -> list[MessageRecord]:
     """The chat's last ``limit`` stored messages with text at or after ``since``, oldest first."""
-    async with (
-        db.read() as conn,
-        conn.execute(SELECT_RECENT_CHAT_MESSAGES, (chat_id, to_unix(since), limit)) as cursor,
-    ):
-        rows = await cursor.fetchall()
+    rows = await _recent_rows(db, SELECT_RECENT_CHAT_MESSAGES, chat_id, since, limit)
     return [corpus_record(row) for row in rows]
 
 
@@ -101,12 +100,16 @@ async def recent_auto_replies(
     db: Database, chat_id: int, since: datetime, limit: int
 ) -> list[AutoReplyRecord]:
     """The chat's last ``limit`` auto-replies sent at or after ``since``, oldest first."""
-    async with (
-        db.read() as conn,
-        conn.execute(SELECT_RECENT_AUTO_REPLIES, (chat_id, to_unix(since), limit)) as cursor,
-    ):
-        rows = await cursor.fetchall()
+    rows = await _recent_rows(db, SELECT_RECENT_AUTO_REPLIES, chat_id, since, limit)
     return [
         AutoReplyRecord(int(row[0]), int(row[1]), str(row[2]), from_unix(int(row[3])))
         for row in rows
     ]
+
+
+async def _recent_rows(
+    db: Database, sql: str, chat_id: int, since: datetime, limit: int
+) -> Iterable[aiosqlite.Row]:
+    """The rows of a query that takes a chat id, a start (unix seconds) and a limit."""
+    async with db.read() as conn, conn.execute(sql, (chat_id, to_unix(since), limit)) as cursor:
+        return await cursor.fetchall()
