@@ -46,10 +46,11 @@ PREFETCH_BATCHES = 3
 JOIN_SECONDS = 5.0
 MARSHAL_VERSION = 4
 """Shares repeated objects (a batch's chat ids, kinds, sender names) as references."""
+# glibc's malloc in the parser process: its 1 MiB pieces of text come from the heap, which
+# is not trimmed and grown again for each of them (the page faults took a twentieth of its
+# time). Up to the trim threshold of freed memory stays with the process until it ends.
 CHILD_MMAP_THRESHOLD = 8 << 20
 CHILD_TRIM_THRESHOLD = 64 << 20
-"""glibc's malloc in the parser process: the 1 MiB pieces of text come from the heap,
-which is not trimmed and grown again for each (page faults cost a twentieth of its time)."""
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 
