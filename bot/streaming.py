@@ -183,7 +183,6 @@ class ReplyStream:
             await self._preview(pending[0])
         if (len(self._settled), self._shown) != before:
             self._next_update = asyncio.get_running_loop().time() + self._interval
-            self._activity.shown()
 
     async def _preview(self, text: str) -> None:
         if self._drafts:
@@ -191,6 +190,7 @@ class ReplyStream:
                 async with self._requests:
                     await self._bot.send_message_draft(self._chat_id, self._draft_id, text)
                 self._shown = text
+                self._activity.shown()
                 return
             except BadRequest:
                 # A server without drafts (an older self-hosted Bot API): edit instead.
@@ -208,6 +208,7 @@ class ReplyStream:
                 self._live_id = None
                 return
         self._shown = text
+        self._activity.shown()
 
     async def _settle(self, part: str) -> None:
         """Make `part` a final message: the live message edited to it, or a new message."""
@@ -227,6 +228,7 @@ class ReplyStream:
         self._settled.append(part)
         self._shown = ""
         self._draft_id += 1
+        self._activity.shown()
 
     async def _finish(self, text: str) -> SentReply:
         parts = final_parts(text, split_lines=self._split_lines)
@@ -238,7 +240,6 @@ class ReplyStream:
                 await asyncio.sleep(hold)
         for part in rest:
             await self._settle(part)
-            self._activity.shown()
         return SentReply(text or EMPTY_REPLY, list(self._message_ids))
 
     async def _send(self, text: str) -> int:
