@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import socket
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -21,6 +22,7 @@ from telegram.ext import (
 )
 
 from tests.fake_telegram import FakeTelegramServer, builders
+from tests.fake_telegram.arrivals import SO_TIMESTAMPNS
 from tests.fake_telegram.fixtures import (
     AnyApplication,
     application_builder,
@@ -313,3 +315,40 @@ def test_kept_alive_connections_serve_many_requests_and_close_quickly() -> None:
             server.stop()  # the client still holds its idle connection open
             assert time.monotonic() - started < 2.0
     assert set(threading.enumerate()) - threads_before == set()
+
+
+def _post_slowly(sock: socket.socket, token: str, text: str, pause: float) -> float:
+    """Send a sendMessage request's head, then after `pause` its body; when it began."""
+    body = f"chat_id=5&text={text}".encode()
+    head = (
+        f"POST /bot{token}/sendMessage HTTP/1.1\r\nHost: fake\r\n"
+        "Content-Type: application/x-www-form-urlencoded\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    began = time.monotonic()
+    sock.sendall(head)
+    time.sleep(pause)
+    sock.sendall(body)
+    response = b""
+    while not response.endswith(b"}"):  # the JSON body ends the response
+        response += sock.recv(65536)
+    assert response.startswith(b"HTTP/1.1 200")
+    return began
+
+
+@pytest.mark.skipif(SO_TIMESTAMPNS is None, reason="kernel receive timestamps are Linux's")
+def test_a_call_is_timed_by_its_first_byte_reaching_the_server() -> None:
+    # The latency benchmark's clock: when the bytes arrived, not when a handler thread (which
+    # waits for the body here, and under load for the interpreter) got to the request.
+    with FakeTelegramServer(keep_alive=True) as server:
+        host, port = server.url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port))) as sock:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            began = [_post_slowly(sock, server.token, text, 0.3) for text in ("one", "two")]
+        arrived = server.timed_calls("sendMessage")
+        handled = server.timed_calls("sendMessage", handled=True)
+
+    assert [params["text"] for _, _, params in arrived] == ["one", "two"]
+    for start, (arrival, _, _), (handling, _, _) in zip(began, arrived, handled, strict=True):
+        assert start - 0.005 <= arrival < start + 0.1  # the second call has its own stamp
+        assert handling >= start + 0.3

@@ -202,11 +202,19 @@ class FakeTelegramServer:
         """The parameters of every call of ``method`` (case-insensitive)."""
         return [params for name, params in self.calls if name.lower() == method.lower()]
 
-    def timed_calls(self, *methods: str) -> list[tuple[float, str, JSONDict]]:
-        """``(time.monotonic() on arrival, method, params)`` of every call (or those named)."""
+    def timed_calls(
+        self, *methods: str, handled: bool = False
+    ) -> list[tuple[float, str, JSONDict]]:
+        """``(time.monotonic(), method, params)`` of every call (or those named).
+
+        The time is the call's arrival: when its bytes reached the server's socket (the
+        kernel's receive timestamp, on Linux), not when one of the server's threads got to
+        it, which under load lags by tens of milliseconds. ``handled``: that later time.
+        """
         wanted = {m.lower() for m in methods}
         with self._state.cond:
-            timed = list(zip(self._state.call_times, self._state.calls, strict=True))
+            times = self._state.handled_times if handled else self._state.call_times
+            timed = list(zip(times, self._state.calls, strict=True))
         return [
             (at, name, params)
             for at, (name, params) in timed

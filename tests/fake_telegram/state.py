@@ -87,7 +87,8 @@ class BotState:
     business_connections: dict[str, JSONDict] = field(default_factory=dict)
     commands: dict[str, list[JSONDict]] = field(default_factory=dict)
     failures: dict[str, list[ApiError]] = field(default_factory=dict)
-    call_times: list[float] = field(default_factory=list)  # time.monotonic() of each call
+    call_times: list[float] = field(default_factory=list)  # monotonic: the call's bytes arrived
+    handled_times: list[float] = field(default_factory=list)  # monotonic: its handler read it
     handed_out: dict[int, float] = field(default_factory=dict)  # update_id -> first getUpdates
     drafts: list[DraftEvent] = field(default_factory=list)
     _update_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
@@ -245,11 +246,16 @@ class BotState:
 
     # --- calls and failures --------------------------------------------------------------
 
-    def record_call(self, method: str, params: JSONDict) -> ApiError | None:
-        """Record a call; returns the error queued for this method, if any."""
+    def record_call(
+        self, method: str, params: JSONDict, arrived_at: float | None = None
+    ) -> ApiError | None:
+        """Record a call that reached the server at ``arrived_at`` (``time.monotonic()``;
+        None: now); returns the error queued for this method, if any."""
         with self.cond:
+            now = time.monotonic()
             self.calls.append((method, params))
-            self.call_times.append(time.monotonic())
+            self.call_times.append(now if arrived_at is None else arrived_at)
+            self.handled_times.append(now)
             queued = self.failures.get(method.lower())
             return queued.pop(0) if queued else None
 

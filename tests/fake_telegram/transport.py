@@ -17,6 +17,7 @@ open connections down so that their threads end.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
 import socket
@@ -27,6 +28,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from tests.fake_telegram import methods
+from tests.fake_telegram.arrivals import ArrivalStampedSocketIO, stamp_arrivals
 from tests.fake_telegram.state import ApiError, BotState
 from tests.fake_telegram.wire import (
     JSONDict,
@@ -127,6 +129,19 @@ class BotApiHandler(BaseHTTPRequestHandler):
     # client's delayed ACK of the headers (40 ms on Linux), as no real Bot API server does.
     disable_nagle_algorithm = True
     timeout = 10  # seconds a client may take to send its request
+    arrived_at: float | None = None  # the current request's arrival (see arrivals)
+    _arrivals: ArrivalStampedSocketIO | None = None
+
+    def setup(self) -> None:
+        super().setup()
+        if stamp_arrivals(self.connection):
+            self._arrivals = ArrivalStampedSocketIO(self.connection)
+            self.rfile = io.BufferedReader(self._arrivals)
+
+    def parse_request(self) -> bool:
+        # Called right after the request line is read: its bytes came with the latest read.
+        self.arrived_at = self._arrivals.arrived_at if self._arrivals is not None else None
+        return super().parse_request()
 
     def do_GET(self) -> None:
         """Bot API calls may use GET with query parameters; file downloads always do."""
@@ -163,7 +178,7 @@ class BotApiHandler(BaseHTTPRequestHandler):
             self._send_json(400, error(400, f"Bad Request: can't parse request: {exc}"))
             return
         state = self.server.state
-        queued = state.record_call(method, params)
+        queued = state.record_call(method, params, self.arrived_at)
         try:
             if queued is not None:
                 raise queued
