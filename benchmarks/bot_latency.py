@@ -22,6 +22,9 @@ this one, so the fake's own CPU time does not share the bot's interpreter. Measu
 Checked: no update lost (every message answered, none left unconfirmed) and each chat's
 messages are exactly its replies' ``reply_parts``, in order.
 
+This process (the fake and the chats) freezes its heap out of full garbage collections, as
+the bot does (``bot.heap``): a collection of its own would stop the fake's clock.
+
 Variants: ``streaming`` (drafts, the default) and ``baseline`` (``REPLY_STREAMING=false``:
 the reply is sent when complete). Telegram's overall flood cap is off
 (``TELEGRAM_RATE_LIMIT=0``): it bounds requests per second, not the bot's own latency.
@@ -45,6 +48,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bot.heap import freeze_long_lived
 from bot.replies import reply_parts
 from bot.settings import Settings
 from tests.bot.conftest import running_clone
@@ -193,6 +197,8 @@ async def run_variant(
 
     # Kept-alive connections, as Telegram's servers keep them: a new connection and server
     # thread per request would measure the fake more than the bot.
+    # The fake's clock must not stop for this process's own full garbage collections.
+    freeze_long_lived(collect=True)
     with FakeTelegramServer(keep_alive=True) as server, tempfile.TemporaryDirectory() as tmp:
         child = await asyncio.create_subprocess_exec(
             sys.executable,

@@ -72,6 +72,7 @@ from bot.handlers.group_talk import reply_in_group, talk
 from bot.handlers.start import reset, start
 from bot.handlers.upload import import_upload
 from bot.health import HealthServer
+from bot.heap import freeze_long_lived, unfreeze
 from bot.reply_scheduler import ReplyScheduler
 from bot.retrain import RetrainService
 from bot.run_status import owner_status_factory
@@ -258,6 +259,7 @@ def _post_init(settings: Settings, engine_factory: EngineFactory) -> Any:
             application.create_task(engine.load_adapter(Path(adapter.path)))
         # A run the previous bot process left: follow it again, or fail it with the reason.
         retrain_service.resume_in_background()
+        freeze_long_lived()  # no full garbage-collection pass walks the started bot again
 
     return post_init
 
@@ -291,3 +293,4 @@ async def _post_shutdown(application: AnyApplication) -> None:
     await services.history.close()
     await services.engine.close()
     await services.db.close()
+    unfreeze()

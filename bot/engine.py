@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from bot.engine_jobs import DONE, ControlJob, Done, GenerationRequest, JobQueue, Stop
 from bot.generation_stream import StreamTarget, generate_batch
+from bot.heap import freeze_long_lived, unfreeze
 from training.chat_format import ChatMessage, CloneSpec, load_clone_spec, render_prompt
 from training.config import GenerationSettings
 from training.modeling import (
@@ -346,6 +347,13 @@ class CloneEngine:
         PeftConfig.from_pretrained(str(adapter_dir))
 
     def _load_sync(self, adapter_dir: Path) -> None:
+        unfreeze()  # the adapter or model this replaces must be collectable
+        try:
+            self._load_unfrozen(adapter_dir)
+        finally:
+            freeze_long_lived(collect=True)  # torch's and the model's objects, once loaded
+
+    def _load_unfrozen(self, adapter_dir: Path) -> None:
         from peft import PeftModel
 
         spec = load_clone_spec(adapter_dir)
@@ -389,6 +397,7 @@ class CloneEngine:
         self._loaded = None
         import gc
 
+        unfreeze()  # a frozen model in a reference cycle would keep its memory
         gc.collect()
         import torch
 
