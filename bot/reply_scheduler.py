@@ -25,8 +25,15 @@ class ReplyScheduler(Generic[T]):
         self._inbox: dict[int, list[T]] = {}
         self._latest: dict[int, Reply[T]] = {}
         self._waiting: dict[int, asyncio.Task[None]] = {}
-        self._locks: dict[int, asyncio.Lock] = {}
+        self._locks: dict[int, asyncio.Lock] = {}  # while a task holds or awaits it
+        self._lock_users: dict[int, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()  # waiting and replying, until done
+
+    @property
+    def active_chats(self) -> int:
+        """Chats with messages waiting, a quiet period running or a reply being generated;
+        a chat's state is dropped once its reply is done (none is kept per chat ever seen)."""
+        return len(self._inbox.keys() | self._waiting.keys() | self._locks.keys())
 
     def add(self, chat_id: int, item: T, reply: Reply[T]) -> None:
         """Put `item` in the chat's inbox and (re)start the quiet period before `reply`."""
@@ -44,11 +51,18 @@ class ReplyScheduler(Generic[T]):
         await asyncio.sleep(self._quiet)  # a cancel here is the debounce
         if self._waiting.get(chat_id) is asyncio.current_task():
             del self._waiting[chat_id]
-        async with self._locks.setdefault(chat_id, asyncio.Lock()):
-            items = self._inbox.pop(chat_id, [])
-            reply = self._latest.pop(chat_id, None)
-            if items and reply is not None:
-                await reply(items)
+        lock = self._locks.setdefault(chat_id, asyncio.Lock())
+        self._lock_users[chat_id] = self._lock_users.get(chat_id, 0) + 1
+        try:
+            async with lock:
+                items = self._inbox.pop(chat_id, [])
+                reply = self._latest.pop(chat_id, None)
+                if items and reply is not None:
+                    await reply(items)
+        finally:
+            self._lock_users[chat_id] -= 1
+            if not self._lock_users[chat_id]:
+                del self._lock_users[chat_id], self._locks[chat_id]
 
     async def close(self) -> None:
         """Cancel replies waiting for their quiet period or still being generated, and wait
