@@ -197,8 +197,6 @@ async def run_variant(
 
     # Kept-alive connections, as Telegram's servers keep them: a new connection and server
     # thread per request would measure the fake more than the bot.
-    # The fake's clock must not stop for this process's own full garbage collections.
-    freeze_long_lived(collect=True)
     with FakeTelegramServer(keep_alive=True) as server, tempfile.TemporaryDirectory() as tmp:
         child = await asyncio.create_subprocess_exec(
             sys.executable,
@@ -318,6 +316,8 @@ def main() -> int:
             )
         )
         return 0
+    # The fake's clock must not stop for this process's own full garbage collections.
+    freeze_long_lived(collect=True)
     reports = [
         asyncio.run(
             run_variant(
