@@ -18,6 +18,12 @@ this one, so the fake's own CPU time does not share the bot's interpreter. Measu
   p99 is printed too (``p99 fake``), not judged.
 * **event-loop lag**: the worst oversleep of a 10 ms ticker in the bot's event loop while the
   chats are answered.
+* **one process's floor**: after the run, in the bot's process, the CPU time of the two things
+  no reply can skip: python-telegram-bot parsing an update (``Update.de_list`` of a
+  ``getUpdates`` result, as the updater does) and one Bot API request (a ``sendMessageDraft``
+  through the app's own bot), measured for ``--chats`` of each at once. In a burst of N
+  messages the chat at the 99th percentile waits for at least ``ceil(0.99 N)`` of both,
+  whatever the order of the work: no single bot process on this CPU gets its p99 below that.
 
 Checked: no update lost (every message answered, none left unconfirmed) and each chat's
 messages are exactly its replies' ``reply_parts``, in order.
@@ -40,6 +46,7 @@ import argparse
 import asyncio
 import json
 import logging
+import math
 import sys
 import tempfile
 import time
@@ -47,6 +54,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from telegram import Bot, Update
 
 from bot.heap import freeze_long_lived
 from bot.replies import reply_parts
@@ -78,6 +87,8 @@ class LatencyReport:
     wrong_chats: list[int] = field(default_factory=list)
     wall_seconds: float = 0.0
     bot_cpu_seconds: float = 0.0
+    parse_cpu_ms: float = float("nan")  # one update parsed by PTB, in the bot's process
+    request_cpu_ms: float = float("nan")  # one Bot API request, in the bot's process
 
     def percentile(self, q: float, *, handled: bool = False) -> float:
         """The q-th percentile (0-100) of the overheads, nearest rank."""
@@ -108,6 +119,12 @@ class LatencyReport:
             f"{self.lost:5d} {len(self.wrong_chats):6d} {self.wall_seconds:7.2f} "
             f"{self.cpu_ms_per_reply:10.2f} {self.percentile(99, handled=True):8.1f}"
         )
+
+    @property
+    def floor_p99_ms(self) -> float:
+        """The least p99 one bot process could reach on this CPU: the 99th-percentile chat of
+        a burst of `chats` waits for that many updates parsed and first requests sent."""
+        return math.ceil(0.99 * self.chats) * (self.parse_cpu_ms + self.request_cpu_ms)
 
     @property
     def cpu_ms_per_reply(self) -> float:
@@ -151,6 +168,39 @@ async def _ticker(stop: asyncio.Event) -> float:
     return worst
 
 
+async def single_process_floor(bot: Bot, chats: int) -> tuple[float, float]:
+    """CPU ms per update for PTB to parse a `chats`-update ``getUpdates`` result, and per
+    request for `chats` ``sendMessageDraft`` calls at once, each the best of three rounds.
+
+    The drafts go to chats that took no part in the run, so no reply times change.
+    """
+    users = [builders.user(_user_id(chats + i), f"Floor{i}") for i in range(chats)]
+    body = json.dumps(
+        {
+            "ok": True,
+            "result": [
+                {
+                    "update_id": i + 1,
+                    **builders.message_update(
+                        builders.private_chat(u), u, _message_text(i, 0), message_id=i + 1
+                    ),
+                }
+                for i, u in enumerate(users)
+            ],
+        }
+    )
+    parse, request = math.inf, math.inf
+    for _ in range(3):
+        before = time.process_time()
+        updates = Update.de_list(json.loads(body)["result"], bot)
+        parse = min(parse, (time.process_time() - before) * 1000 / chats)
+        assert len(updates) == chats
+        before = time.process_time()
+        await asyncio.gather(*(bot.send_message_draft(u["id"], 1, "floor") for u in users))
+        request = min(request, (time.process_time() - before) * 1000 / chats)
+    return parse, request
+
+
 async def serve_bot(
     url: str,
     token: str,
@@ -167,7 +217,7 @@ async def serve_bot(
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    async with running_clone(settings, lambda _: engine):
+    async with running_clone(settings, lambda _: engine) as app:
         stop = asyncio.Event()
         ticker = asyncio.ensure_future(_ticker(stop))
         print("ready", flush=True)
@@ -176,7 +226,9 @@ async def serve_bot(
         cpu = time.process_time() - cpu
         stop.set()
         worst = await ticker
-    print(json.dumps({"worst_lag_ms": worst, "cpu_seconds": cpu}), flush=True)
+        parse, request = await single_process_floor(app.bot, chats)
+    figures = {"worst_lag_ms": worst, "cpu_seconds": cpu, "parse_ms": parse, "request_ms": request}
+    print(json.dumps(figures), flush=True)
 
 
 async def run_variant(
@@ -259,6 +311,8 @@ async def run_variant(
             figures = json.loads(await child.stdout.readline())
             report.worst_lag_ms = float(figures["worst_lag_ms"])
             report.bot_cpu_seconds = float(figures["cpu_seconds"])
+            report.parse_cpu_ms = float(figures["parse_ms"])
+            report.request_cpu_ms = float(figures["request_ms"])
             await child.wait()
         finally:
             if child.returncode is None:
@@ -338,6 +392,12 @@ def main() -> int:
     for report in reports:
         print(report.row())
     streaming = reports[0]
+    print(
+        f"one process's floor: PTB parses an update in {streaming.parse_cpu_ms:.2f} ms CPU, one "
+        f"Bot API request takes {streaming.request_cpu_ms:.2f} ms; the 99th-percentile chat of "
+        f"{args.chats} waits for {math.ceil(0.99 * args.chats)} of both: p99 >= "
+        f"{streaming.floor_p99_ms:.0f} ms for any single bot process on this CPU"
+    )
     verdict = "PASS" if streaming.passed else "FAIL"
     print(
         f"{verdict}: streaming p99 first-byte overhead {streaming.percentile(99):.1f} ms "

@@ -21,3 +21,6 @@ async def test_ten_chats_are_all_answered_in_order_with_figures() -> None:
     assert report.percentile(50) <= report.percentile(99)
     assert 0 <= report.worst_lag_ms < 10_000
     assert "streaming" in report.row()
+    # The single-process floor is measured in the bot's process once the chats are answered.
+    assert 0 < report.parse_cpu_ms < 1000 and 0 < report.request_cpu_ms < 1000
+    assert report.floor_p99_ms == 10 * (report.parse_cpu_ms + report.request_cpu_ms)
