@@ -3,16 +3,16 @@
 Off by default (``AUTO_REPLY``); the owner switches it with ``/autoreply on|off``. A message
 from the other side of a chat whose Business connection is enabled and may reply waits for
 the same quiet period as a chat with the clone, then gets one reply, sent on the owner's
-behalf through the connection. The history is the chat's stored messages within
-``SESSION_GAP`` (the owner's as the assistant, the other side's as the user) plus the
-replies sent here lately. Those come back as business messages with ``sender_business_bot``
-and are never stored as the owner's words (nor trained on); they are kept in a table of their
-own (``auto_replies``), so a restarted bot still sees them.
+behalf through the connection, by the one reply pipeline (``bot.reply_pipeline``). The
+history is the chat's stored messages (the owner's as the assistant, the other side's as the
+user) plus the replies sent here lately, shaped by the serving adapter's turn shaper exactly
+as its training samples were. The replies come back as business messages with
+``sender_business_bot`` and are never stored as the owner's words (nor trained on); they are
+kept in a table of their own (``auto_replies``), so a restarted bot still sees them.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -20,33 +20,23 @@ from functools import partial
 from typing import Any
 
 from telegram import Bot, Message
-from telegram.constants import ChatAction
-from telegram.error import TelegramError
 from telegram.ext import Application
 
-from bot.engine import (
-    EngineBusyError,
-    EnginePausedError,
-    EngineUnavailableError,
-    NoAdapterError,
-    ReplyEngine,
-)
-from bot.history import history_messages
+from bot.engine import ReplyEngine
 from bot.live_records import message_record
+from bot.reply_pipeline import Delivery, answer, failure_text
 from bot.reply_scheduler import ReplyScheduler
 from bot.settings import Settings
-from bot.streaming import send_reply
 from storage.auto_reply import (
     AutoReplyRecord,
     add_auto_reply,
     auto_reply_switch,
     recent_auto_replies,
-    recent_chat_messages,
 )
 from storage.collection import BusinessConnectionRecord
 from storage.db import Database
-from storage.models import CloneTurn, MessageRecord
-from training.chat_format import ChatMessage
+from storage.messages import recent_chat_messages
+from storage.models import MessageRecord
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +45,8 @@ AnyApplication = Application[Any, Any, Any, Any, Any, Any]
 AUTO_REPLIER_KEY = "auto_replier"
 
 STORED_MESSAGES_LIMIT = 200
-"""Stored messages read per reply at most; the history is cut to HISTORY_TURNS after merging."""
+"""Stored messages read per reply at most; the turn shaper keeps what fits the prompt."""
+_EPOCH = datetime.fromtimestamp(0, UTC)
 
 
 async def auto_reply_on(db: Database, settings: Settings) -> bool:
@@ -116,62 +107,56 @@ class AutoReplier:
     async def _reply(self, connection_id: str, chat_id: int, new: list[MessageRecord]) -> None:
         try:
             await self._answer(connection_id, chat_id, new)
-        except (NoAdapterError, EnginePausedError, EngineBusyError, EngineUnavailableError) as exc:
-            logger.info("auto-reply skipped in chat %s: %s", chat_id, type(exc).__name__)
         except Exception as exc:
+            if failure_text(exc, is_admin=False, learning=False) is not None:
+                # Nobody is told: the other side must not hear the bot's troubles as the
+                # owner's words, and the owner can answer themselves.
+                logger.info("auto-reply skipped in chat %s: %s", chat_id, type(exc).__name__)
+                return
             # A background task has no handler above it: the app's error handler logs it.
             await self._on_error(exc)
 
     async def _answer(self, connection_id: str, chat_id: int, new: list[MessageRecord]) -> None:
-        now = datetime.now(UTC)
-        since = now - self._settings.session_gap
-        history = await self._history(chat_id, since, new)
-        if not history or history[-1]["role"] != "user":
-            logger.info("auto-reply skipped in chat %s: the owner answered", chat_id)
-            return
-        with contextlib.suppress(TelegramError):
-            await self._bot.send_chat_action(
-                chat_id, ChatAction.TYPING, business_connection_id=connection_id
-            )
-        reply = await self._engine.generate(history)
-        if not reply.strip():
-            logger.info("auto-reply skipped in chat %s: empty generation", chat_id)
-            return
-        sent_reply = await send_reply(
-            self._bot,
+        delivery = Delivery(
             chat_id,
-            reply,
+            streaming=False,
+            drafts=False,
             split_lines=self._settings.reply_split_lines,
             business_connection_id=connection_id,
         )
+        records = await self._history(chat_id, new)
+        answered = await answer(self._engine, self._bot, records, delivery)
+        if answered is None:
+            logger.info("auto-reply skipped in chat %s: nothing to answer", chat_id)
+            return
         # Telegram dates the messages in whole seconds when it takes them: about now.
         sent_at = datetime.now(UTC).replace(microsecond=0)
-        record = AutoReplyRecord(chat_id, sent_reply.message_ids[0], sent_reply.text, sent_at)
+        sent = answered.sent
+        record = AutoReplyRecord(chat_id, sent.message_ids[0], sent.text, sent_at)
         await add_auto_reply(self._db, record)
 
-    async def _history(
-        self, chat_id: int, since: datetime, new: list[MessageRecord]
-    ) -> list[ChatMessage]:
-        stored = await recent_chat_messages(self._db, chat_id, since, STORED_MESSAGES_LIMIT)
-        sent = await recent_auto_replies(self._db, chat_id, since, STORED_MESSAGES_LIMIT)
+    async def _history(self, chat_id: int, new: list[MessageRecord]) -> list[MessageRecord]:
+        """The chat's stored messages and the auto-replies sent there, in time order."""
+        stored = await recent_chat_messages(self._db, chat_id, _EPOCH, STORED_MESSAGES_LIMIT)
+        sent = await recent_auto_replies(self._db, chat_id, _EPOCH, STORED_MESSAGES_LIMIT)
         seen = {m.message_id for m in stored}
         # With collection paused the new messages are not stored; they still get the reply.
-        messages = [*stored, *(m for m in new if m.message_id not in seen)]
-        # Telegram dates have whole seconds; message ids order what happened within one.
-        ordered = [
-            (
-                m.date,
-                m.message_id,
-                CloneTurn(chat_id, "assistant" if m.is_owner else "user", m.text, m.date),
+        replies = [
+            MessageRecord(
+                chat_id=chat_id,
+                message_id=s.message_id,
+                sender_id=None,
+                sender_name=None,
+                is_owner=True,
+                date=s.date,
+                text=s.text,
+                source="live",
             )
-            for m in messages
+            for s in sent
         ]
-        ordered += [
-            (s.date, s.message_id, CloneTurn(chat_id, "assistant", s.text, s.date)) for s in sent
-        ]
-        ordered.sort(key=lambda item: (item[0], item[1]))
-        limit = self._settings.history_turns + len(new)
-        return history_messages([turn for _, _, turn in ordered[-limit:]])
+        messages = [*stored, *(m for m in new if m.message_id not in seen), *replies]
+        # Telegram dates have whole seconds; message ids order what happened within one.
+        return sorted(messages, key=lambda m: (m.date, m.message_id))
 
 
 def install_auto_replier(application: AnyApplication, replier: AutoReplier) -> None:

@@ -16,15 +16,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from bot.engine_jobs import DONE, ControlJob, Done, GenerationRequest, JobQueue, Stop
 from bot.generation_stream import StreamTarget, generate_batch
 from bot.heap import freeze_long_lived, unfreeze
-from training.chat_format import ChatMessage, CloneSpec, load_clone_spec, render_prompt
+from training.chat_format import ChatMessage, load_clone_spec
 from training.config import GenerationSettings
 from training.modeling import (
     Device,
@@ -32,9 +32,7 @@ from training.modeling import (
     load_adapter_tokenizer,
     load_base_model,
 )
-
-if TYPE_CHECKING:
-    from transformers import PreTrainedTokenizerBase
+from training.prompt import PromptBuilder
 
 __all__ = [
     "CloneEngine",
@@ -63,10 +61,16 @@ class ReplyEngine(Protocol):
 
     async def load_adapter(self, adapter_dir: Path) -> None: ...
 
+    async def prompts(self) -> PromptBuilder:
+        """The serving adapter's prompts (its clone.json and tokenizer): the turn shaping
+        every reply path uses. Raises NoAdapterError when none is loaded or loading."""
+        ...
+
     async def generate(self, history: Sequence[ChatMessage]) -> str: ...
 
     def stream(self, history: Sequence[ChatMessage]) -> AsyncIterator[str]:
-        """The reply as it is generated: text pieces whose concatenation is the reply."""
+        """The reply to shaped turns (``PromptBuilder.turns``) as it is generated: text
+        pieces whose concatenation is the reply."""
         ...
 
     async def release(self) -> None:
@@ -122,11 +126,17 @@ class GenerationOverrides:
 class _Loaded:
     base_model: str
     model: Any  # peft.PeftModel
-    tokenizer: PreTrainedTokenizerBase
     adapter_name: str
     adapter_dir: Path
-    spec: CloneSpec
-    settings: GenerationSettings
+    prompts: PromptBuilder
+
+
+def prepare_prompts(adapter_dir: Path, overrides: GenerationOverrides) -> PromptBuilder:
+    """The adapter's clone.json and tokenizer, checked, as a PromptBuilder (blocking I/O)."""
+    spec = load_clone_spec(adapter_dir)
+    settings = overrides.apply(spec.generation)
+    tokenizer = load_adapter_tokenizer(adapter_dir, spec.base_model)
+    return PromptBuilder(spec, tokenizer, settings)
 
 
 class CloneEngine:
@@ -157,6 +167,7 @@ class CloneEngine:
         self._jobs = JobQueue(max_waiting=queue_size, max_batch=max_batch)
         self._loaded: _Loaded | None = None
         self._requested: Path | None = None
+        self._prompts: asyncio.Future[PromptBuilder] | None = None  # of ``_requested``
         self._released_dir: Path | None = None  # what served when ``release`` was called
         self._paused = False
         self._closed = False
@@ -198,17 +209,21 @@ class CloneEngine:
         While released, the adapter's clone.json is checked now and the weights are loaded
         by ``restore``. A failure leaves the serving adapter as it was.
         """
-        if self._paused:
-            await asyncio.to_thread(self._check_files, adapter_dir)
-            self._requested = adapter_dir
-            return
+        previous = (self._requested, self._prompts)
         self._requested = adapter_dir
         try:
-            await self._control(lambda: self._load_sync(adapter_dir))
+            # Queued now, before the first await: requests sent after this call wait for it.
+            await self._queue_load(adapter_dir, weights=not self._paused)
         except Exception:  # a cancelled caller leaves the queued load to finish
             if self._requested == adapter_dir:
-                self._requested = self._loaded.adapter_dir if self._loaded else None
+                self._requested, self._prompts = previous
             raise
+
+    async def prompts(self) -> PromptBuilder:
+        """The serving (or first loading) adapter's prompts."""
+        if self._prompts is None:
+            raise NoAdapterError("no adapter is loaded")
+        return await asyncio.shield(self._prompts)
 
     async def generate(self, history: Sequence[ChatMessage]) -> str:
         """The clone's reply to `history` (user/assistant turns, oldest first), stripped."""
@@ -261,13 +276,12 @@ class CloneEngine:
         if adapter_dir is None:
             return
         try:
-            await self._control(lambda: self._load_sync(adapter_dir))
+            await self._queue_load(adapter_dir, weights=True)
         except Exception:
             if self._requested == adapter_dir:
-                self._requested = None
+                self._requested, self._prompts = None, None
                 if previous is not None and previous != adapter_dir:
-                    self._requested = previous
-                    await self._control(lambda: self._load_sync(previous))
+                    await self.load_adapter(previous)
             raise
 
     async def close(self) -> None:
@@ -289,6 +303,28 @@ class CloneEngine:
         if not self._jobs.offer(request):
             raise EngineBusyError("ENGINE_QUEUE_SIZE replies are already waiting")
         return request
+
+    def _queue_load(self, adapter_dir: Path, *, weights: bool) -> Awaitable[None]:
+        """Queue a load of `adapter_dir` (its prompts, and its weights unless released) now.
+
+        ``prompts()`` gets the adapter's PromptBuilder as soon as the worker has read it.
+        """
+        loop = asyncio.get_running_loop()
+        prompts: asyncio.Future[PromptBuilder] = loop.create_future()
+        prompts.add_done_callback(_retrieve)
+        self._prompts = prompts
+
+        def load() -> None:
+            try:
+                builder = self._prepare(adapter_dir)
+            except BaseException as exc:
+                loop.call_soon_threadsafe(_settle, prompts, exc)
+                raise
+            loop.call_soon_threadsafe(_settle, prompts, builder)
+            if weights:
+                self._load_sync(adapter_dir, builder)
+
+        return self._control(load)
 
     async def _control(self, action: Callable[[], None]) -> None:
         if self._closed:
@@ -320,7 +356,7 @@ class CloneEngine:
             try:
                 if loaded is None:
                     raise NoAdapterError("the adapter failed to load")
-                prompts.append(render_prompt(loaded.tokenizer, loaded.spec, request.history))
+                prompts.append(loaded.prompts.text(request.history))
             except Exception as exc:  # this request's own problem (a bad history)
                 request.put(exc)
                 continue
@@ -330,7 +366,10 @@ class CloneEngine:
         self._batch_sizes.append(len(live))
         try:
             targets = [StreamTarget(emit=r.put, abandoned=r.abandoned) for r in live]
-            generate_batch(loaded.model, loaded.tokenizer, prompts, targets, loaded.settings)
+            builder = loaded.prompts
+            tokenizer = builder.tokenizer
+            assert tokenizer is not None  # prepare_prompts always loads it
+            generate_batch(loaded.model, tokenizer, prompts, targets, builder.generation)
         except Exception as exc:  # every consumer of the batch gets the error; the worker lives
             for request in live:
                 request.put(exc)
@@ -338,58 +377,49 @@ class CloneEngine:
             for request in live:
                 request.put(DONE)
 
-    def _check_files(self, adapter_dir: Path) -> None:
+    def _prepare(self, adapter_dir: Path) -> PromptBuilder:
         """What can be checked without loading weights: clone.json, settings, LoRA config."""
         from peft import PeftConfig
 
-        spec = load_clone_spec(adapter_dir)
-        self._overrides.apply(spec.generation)
+        builder = prepare_prompts(adapter_dir, self._overrides)
         PeftConfig.from_pretrained(str(adapter_dir))
+        return builder
 
-    def _load_sync(self, adapter_dir: Path) -> None:
+    def _load_sync(self, adapter_dir: Path, prompts: PromptBuilder) -> None:
         unfreeze()  # the adapter or model this replaces must be collectable
         try:
-            self._load_unfrozen(adapter_dir)
+            self._load_unfrozen(adapter_dir, prompts)
         finally:
             freeze_long_lived(collect=True)  # torch's and the model's objects, once loaded
 
-    def _load_unfrozen(self, adapter_dir: Path) -> None:
+    def _load_unfrozen(self, adapter_dir: Path, prompts: PromptBuilder) -> None:
         from peft import PeftModel
 
-        spec = load_clone_spec(adapter_dir)
-        settings = self._overrides.apply(spec.generation)
-        tokenizer = load_adapter_tokenizer(adapter_dir, spec.base_model)
+        base_model = prompts.spec.base_model
         self._swaps += 1
         name = f"adapter{self._swaps}"
         current = self._loaded
-        if current is not None and current.base_model == spec.base_model:
+        if current is not None and current.base_model == base_model:
             current.model.load_adapter(str(adapter_dir), adapter_name=name, is_trainable=False)
             current.model.set_adapter(name)
             current.model.delete_adapter(current.adapter_name)
             self._loaded = replace(
-                current,
-                adapter_name=name,
-                adapter_dir=adapter_dir,
-                spec=spec,
-                tokenizer=tokenizer,
-                settings=settings,
+                current, adapter_name=name, adapter_dir=adapter_dir, prompts=prompts
             )
             logger.info("hot-swapped adapter to %s", adapter_dir)
             return
         self._unload_sync()
-        base = load_base_model(spec.base_model, self._device, self._quantization)
+        base = load_base_model(base_model, self._device, self._quantization)
         model = PeftModel.from_pretrained(base, str(adapter_dir), adapter_name=name)
         model.eval()
         self._loaded = _Loaded(
-            base_model=spec.base_model,
+            base_model=base_model,
             model=model,
-            tokenizer=tokenizer,
             adapter_name=name,
             adapter_dir=adapter_dir,
-            spec=spec,
-            settings=settings,
+            prompts=prompts,
         )
-        logger.info("loaded base %s with adapter %s", spec.base_model, adapter_dir)
+        logger.info("loaded base %s with adapter %s", base_model, adapter_dir)
 
     def _unload_sync(self) -> None:
         if self._loaded is None:
@@ -403,3 +433,18 @@ class CloneEngine:
 
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
+
+
+def _settle(future: asyncio.Future[PromptBuilder], outcome: PromptBuilder | BaseException) -> None:
+    if future.done():
+        return
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)
+
+
+def _retrieve(future: asyncio.Future[PromptBuilder]) -> None:
+    """Mark a failed load's exception as seen: its caller already got it from the load."""
+    if not future.cancelled():
+        future.exception()

@@ -29,6 +29,7 @@ def build_engine(settings: Settings) -> ReplyEngine:
             server_data_dir=settings.openai_data_dir,
             api_key=settings.openai_api_key,
             overrides=overrides,
+            prompt_format=settings.openai_prompt_format,
             timeout=settings.openai_timeout_seconds,
         )
     return CloneEngine(

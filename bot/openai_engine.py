@@ -1,8 +1,12 @@
 """ENGINE=openai: replies from an OpenAI-compatible server, first of all vLLM with LoRA.
 
-The prompt is rendered here by ``training.chat_format.render_prompt`` with the adapter's own
-tokenizer and clone.json, and sent raw to ``/v1/completions``, so the template stays ours and
-the server never applies a chat template of its own. Adapters are loaded into the running
+The prompt is rendered here (``training.prompt.PromptBuilder``) with the adapter's own
+tokenizer and clone.json and sent to ``/v1/completions`` as token ids, so the template stays
+ours, the server never applies a chat template of its own, and it cannot parse any text into
+control tokens again (``OPENAI_PROMPT_FORMAT=text`` sends the rendered string instead, for a
+server that takes no ids). Generation stops at the tokenizer's end-of-turn ids
+(``stop_token_ids``): vLLM matches stop *strings* against text with special tokens removed,
+where ``<|im_end|>`` never appears. Adapters are loaded into the running
 server with ``/v1/load_lora_adapter`` (vLLM: ``--enable-lora`` and
 ``VLLM_ALLOW_RUNTIME_LORA_UPDATING=True``) and requested by name.
 
@@ -20,23 +24,18 @@ import re
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import Any, Literal
 
 import httpx
 
-from bot.engine import EngineUnavailableError, GenerationOverrides, NoAdapterError
-from training.chat_format import (
-    STOP_TOKENS,
-    ChatMessage,
-    CloneSpec,
-    load_clone_spec,
-    render_prompt,
+from bot.engine import (
+    EngineUnavailableError,
+    GenerationOverrides,
+    NoAdapterError,
+    prepare_prompts,
 )
-from training.config import GenerationSettings
-from training.modeling import load_adapter_tokenizer
-
-if TYPE_CHECKING:
-    from transformers import PreTrainedTokenizerBase
+from training.chat_format import STOP_TOKENS, ChatMessage
+from training.prompt import PromptBuilder
 
 logger = logging.getLogger(__name__)
 
@@ -48,18 +47,27 @@ class AdapterRejectedError(ValueError):
     """The server could not load the adapter (a wrong path, or a LoRA it cannot serve)."""
 
 
+PromptFormat = Literal["ids", "text"]
+
+
 @dataclass(frozen=True)
 class _Served:
     name: str
     adapter_dir: Path
-    spec: CloneSpec
-    tokenizer: PreTrainedTokenizerBase
-    settings: GenerationSettings
+    prompts: PromptBuilder
 
 
-def completion_request(name: str, prompt: str, settings: GenerationSettings) -> dict[str, Any]:
+def completion_request(
+    name: str, prompts: PromptBuilder, turns: Sequence[ChatMessage], prompt_format: PromptFormat
+) -> dict[str, Any]:
     """The ``/v1/completions`` body: our prompt, the generation settings, our stop tokens."""
+    settings = prompts.generation
     sampling = settings.do_sample
+    tokenizer = prompts.tokenizer
+    assert tokenizer is not None  # prepare_prompts always loads it
+    prompt: str | list[int] = (
+        prompts.token_ids(turns) if prompt_format == "ids" else prompts.text(turns)
+    )
     return {
         "model": name,
         "prompt": prompt,
@@ -71,6 +79,7 @@ def completion_request(name: str, prompt: str, settings: GenerationSettings) -> 
         "top_k": settings.top_k if sampling and settings.top_k > 0 else -1,
         "repetition_penalty": settings.repetition_penalty,
         "stop": list(STOP_TOKENS),
+        "stop_token_ids": tokenizer.convert_tokens_to_ids(list(STOP_TOKENS)),
         "stream": True,
     }
 
@@ -84,6 +93,7 @@ class OpenAIEngine:
         server_data_dir: DATA_DIR as the server sees it; empty: the same path.
         api_key: Bearer token; empty sends none.
         overrides: Serving overrides of clone.json's generation settings.
+        prompt_format: ``ids`` (token ids, the default) or ``text`` (the rendered string).
         timeout: Longest wait for the server, in seconds (connecting takes at most 10 s).
         transport: An httpx transport to use instead of the network (tests, proxies).
     """
@@ -96,6 +106,7 @@ class OpenAIEngine:
         server_data_dir: str = "",
         api_key: str = "",
         overrides: GenerationOverrides | None = None,
+        prompt_format: PromptFormat = "ids",
         timeout: float = 120.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
@@ -103,6 +114,7 @@ class OpenAIEngine:
         self._data_dir = data_dir
         self._server_data_dir = server_data_dir
         self._overrides = overrides or GenerationOverrides()
+        self._prompt_format = prompt_format
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = httpx.AsyncClient(
             base_url=self._base_url + "/",
@@ -171,6 +183,10 @@ class OpenAIEngine:
             if old is not None:
                 await self._unregister(old.name)
 
+    async def prompts(self) -> PromptBuilder:
+        """The serving adapter's prompts (waits while the first adapter loads)."""
+        return (await self._current()).prompts
+
     async def generate(self, history: Sequence[ChatMessage]) -> str:
         """The clone's reply to `history`: the joined stream, stripped."""
         pieces = [piece async for piece in self.stream(history)]
@@ -184,8 +200,7 @@ class OpenAIEngine:
             EngineUnavailableError: the server is down, or failed the request.
         """
         served = await self._current()
-        prompt = render_prompt(served.tokenizer, served.spec, history)
-        body = completion_request(served.name, prompt, served.settings)
+        body = completion_request(served.name, served.prompts, history, self._prompt_format)
         for attempt in range(2):
             try:
                 async with self._client.stream("POST", "completions", json=body) as response:
@@ -215,15 +230,10 @@ class OpenAIEngine:
 
     def _prepare(self, adapter_dir: Path) -> _Served:
         """clone.json, the tokenizer saved beside the adapter, and the settings (a thread)."""
-        spec = load_clone_spec(adapter_dir)
-        settings = self._overrides.apply(spec.generation)
-        tokenizer = load_adapter_tokenizer(adapter_dir, spec.base_model)
         return _Served(
             name=lora_name(self.server_path(adapter_dir)),
             adapter_dir=adapter_dir,
-            spec=spec,
-            tokenizer=tokenizer,
-            settings=settings,
+            prompts=prepare_prompts(adapter_dir, self._overrides),
         )
 
     async def _current(self) -> _Served:

@@ -307,8 +307,8 @@ class RetrainService:
     async def _apply(self, run_id: int, verdict: _Verdict) -> None:
         """Promote the scored adapter or keep it as a candidate; tell the owner either way."""
         metrics, decision = verdict.metrics, verdict.decision
-        style = format_style(metrics)
-        figures = describe_metrics(metrics) + (f"; style: {style}" if style else "")
+        style = format_style(metrics)  # "style: ..." or None
+        figures = describe_metrics(metrics) + (f"; {style}" if style else "")
         if not decision.promote:
             adapter_id = await add_adapter(
                 self._db, run_id, str(verdict.adapter_dir), metrics, promoted=False

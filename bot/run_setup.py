@@ -86,7 +86,7 @@ def train_config(settings: Settings, run_dir: Path, build: DatasetBuild) -> Trai
         train_file=run_dir / "train.jsonl",
         eval_file=run_dir / "eval.jsonl",
         output_dir=run_dir / "output",
-        system_prompt=settings.system_prompt,
+        dataset=dataset_config(settings),
         dataset_fingerprint=build.fingerprint,
         dataset_size=len(build.train) + len(build.eval),
     )

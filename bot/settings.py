@@ -63,8 +63,9 @@ class Settings(BaseSettings):
     timezone: str = Field(
         "UTC", description="Zone of RETRAIN_CRON and of exports without offsets."
     )
-    session_gap_minutes: float = Field(30.0, gt=0)
-    history_turns: int = Field(12, ge=0, description="Turns of chat history sent to the clone.")
+    session_gap_minutes: float = Field(
+        30.0, gt=0, description="Silence that ends a conversation (the adapter keeps its own)."
+    )
     # Training overrides (TRAIN_*); None keeps the recipe default of training/config.py.
     train_learning_rate: float | None = Field(None, gt=0)
     train_lr_scheduler_type: str | None = None
@@ -158,6 +159,11 @@ class Settings(BaseSettings):
         "",
         description="ENGINE=openai: DATA_DIR as the server sees it (the bot's data volume "
         "mounted into the vLLM container); empty = the same path.",
+    )
+    openai_prompt_format: Literal["ids", "text"] = Field(
+        "ids",
+        description="ENGINE=openai: send the prompt as token ids (the server cannot parse text "
+        "into control tokens again) or as text (only for a server that takes no ids).",
     )
     openai_timeout_seconds: float = Field(
         120.0, gt=0, description="ENGINE=openai: longest wait for the server, in seconds."

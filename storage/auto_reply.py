@@ -1,36 +1,19 @@
-"""What Business auto-reply needs from storage: its switch, reply rights, a chat's recent talk,
-and the replies it sent."""
+"""What Business auto-reply needs from storage: its switch, reply rights, and the replies it
+sent (a chat's recent messages are ``storage.messages.recent_chat_messages``)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-import aiosqlite
-
 from storage.collection import get_flag, set_flag
 from storage.db import Database, from_unix, to_unix
-from storage.messages import MESSAGE_COLUMNS, corpus_record
-from storage.models import MessageRecord
 
 AUTO_REPLY_FLAG = "auto_reply"
 
 COUNT_REPLYING_CONNECTIONS = """
     SELECT COUNT(*) FROM business_connections
     WHERE user_id = ? AND is_enabled = 1 AND can_reply = 1
-"""
-
-SELECT_RECENT_CHAT_MESSAGES = f"""
-    SELECT {MESSAGE_COLUMNS}
-    FROM (
-        SELECT {MESSAGE_COLUMNS}
-        FROM messages
-        WHERE chat_id = ? AND date_utc >= ? AND text != ''
-        ORDER BY date_utc DESC, message_id DESC
-        LIMIT ?
-    )
-    ORDER BY date_utc, message_id
 """
 
 INSERT_AUTO_REPLY = """
@@ -81,14 +64,6 @@ async def replying_connections(db: Database, owner_id: int) -> int:
     return int(row[0]) if row else 0
 
 
-async def recent_chat_messages(
-    db: Database, chat_id: int, since: datetime, limit: int
-) -> list[MessageRecord]:
-    """The chat's last ``limit`` stored messages with text at or after ``since``, oldest first."""
-    rows = await _recent_rows(db, SELECT_RECENT_CHAT_MESSAGES, chat_id, since, limit)
-    return [corpus_record(row) for row in rows]
-
-
 async def add_auto_reply(db: Database, reply: AutoReplyRecord) -> None:
     """Remember a reply sent as the owner (the next auto-reply's history)."""
     row = (reply.chat_id, reply.message_id, reply.text, to_unix(reply.date))
@@ -100,16 +75,13 @@ async def recent_auto_replies(
     db: Database, chat_id: int, since: datetime, limit: int
 ) -> list[AutoReplyRecord]:
     """The chat's last ``limit`` auto-replies sent at or after ``since``, oldest first."""
-    rows = await _recent_rows(db, SELECT_RECENT_AUTO_REPLIES, chat_id, since, limit)
+    params = (chat_id, to_unix(since), limit)
+    async with (
+        db.read() as conn,
+        conn.execute(SELECT_RECENT_AUTO_REPLIES, params) as cursor,
+    ):
+        rows = await cursor.fetchall()
     return [
         AutoReplyRecord(int(row[0]), int(row[1]), str(row[2]), from_unix(int(row[3])))
         for row in rows
     ]
-
-
-async def _recent_rows(
-    db: Database, sql: str, chat_id: int, since: datetime, limit: int
-) -> Iterable[aiosqlite.Row]:
-    """The rows of a query that takes a chat id, a start (unix seconds) and a limit."""
-    async with db.read() as conn, conn.execute(sql, (chat_id, to_unix(since), limit)) as cursor:
-        return await cursor.fetchall()

@@ -20,25 +20,28 @@ logger = logging.getLogger(__name__)
 CLONE_ROLES: frozenset[str] = frozenset({"user", "assistant"})
 
 INSERT_TURN = """
-    INSERT INTO clone_turns (chat_id, role, text, date_utc)
-    VALUES (?, ?, ?, ?)
+    INSERT INTO clone_turns (chat_id, role, text, date_utc, message_id, sender_id, sender_name)
+    VALUES (?, ?, ?, ?, ?, ?, ?)
 """
+
+TURN_COLUMNS = "chat_id, role, text, date_utc, message_id, sender_id, sender_name"
 
 INSERT_SENT_MESSAGE = """
     INSERT OR IGNORE INTO clone_messages (chat_id, message_id, turn_id) VALUES (?, ?, ?)
 """
 
 SELECT_TURN_BY_MESSAGE = """
-    SELECT t.id, t.chat_id, t.role, t.text, t.date_utc
+    SELECT t.id, t.chat_id, t.role, t.text, t.date_utc, t.message_id, t.sender_id,
+           t.sender_name
     FROM clone_messages AS m
     JOIN clone_turns AS t ON t.id = m.turn_id
     WHERE m.chat_id = ? AND m.message_id = ?
 """
 
-SELECT_TURNS_BEFORE = """
-    SELECT chat_id, role, text, date_utc
+SELECT_TURNS_BEFORE = f"""
+    SELECT {TURN_COLUMNS}
     FROM (
-        SELECT id, chat_id, role, text, date_utc
+        SELECT id, {TURN_COLUMNS}
         FROM clone_turns
         WHERE chat_id = ? AND id < ? AND date_utc >= ?
         ORDER BY id DESC
@@ -47,10 +50,10 @@ SELECT_TURNS_BEFORE = """
     ORDER BY id
 """
 
-SELECT_RECENT_TURNS_OF_CHATS = """
-    SELECT chat_id, role, text, date_utc
+SELECT_RECENT_TURNS_OF_CHATS = f"""
+    SELECT {TURN_COLUMNS}
     FROM (
-        SELECT id, chat_id, role, text, date_utc,
+        SELECT id, {TURN_COLUMNS},
                ROW_NUMBER() OVER (PARTITION BY chat_id ORDER BY id DESC) AS newness
         FROM clone_turns
         WHERE chat_id IN (SELECT value FROM json_each(?)) AND date_utc >= ?
@@ -64,14 +67,24 @@ DELETE_TURNS = """
 """
 
 
-async def add_clone_turn(
-    db: Database, chat_id: int, role: CloneRole, text: str, date: datetime
-) -> int:
+def _turn_row(turn: CloneTurn) -> tuple[object, ...]:
+    if turn.role not in CLONE_ROLES:
+        raise ValueError(f"role must be 'user' or 'assistant', got {turn.role!r}")
+    return (
+        turn.chat_id,
+        turn.role,
+        turn.text,
+        to_unix(turn.date),
+        turn.message_id,
+        turn.sender_id,
+        turn.sender_name,
+    )
+
+
+async def add_clone_turn(db: Database, turn: CloneTurn) -> int:
     """Append one turn of a conversation with the clone; return its id."""
-    if role not in CLONE_ROLES:
-        raise ValueError(f"role must be 'user' or 'assistant', got {role!r}")
     async with db.transaction() as conn:
-        cursor = await conn.execute(INSERT_TURN, (chat_id, role, text, to_unix(date)))
+        cursor = await conn.execute(INSERT_TURN, _turn_row(turn))
         turn_id = cursor.lastrowid
     assert turn_id is not None
     return turn_id
@@ -121,11 +134,7 @@ async def save_exchanges(db: Database, exchanges: Sequence[Exchange]) -> list[in
         for exchange in exchanges:
             turn_id = None
             for turn in (*exchange.user_turns, exchange.reply):
-                if turn.role not in CLONE_ROLES:
-                    raise ValueError(f"role must be 'user' or 'assistant', got {turn.role!r}")
-                cursor = await conn.execute(
-                    INSERT_TURN, (exchange.chat_id, turn.role, turn.text, to_unix(turn.date))
-                )
+                cursor = await conn.execute(INSERT_TURN, _turn_row(turn))
                 turn_id = cursor.lastrowid
             assert turn_id is not None
             await conn.executemany(
@@ -180,4 +189,7 @@ def _turn(row: Any) -> CloneTurn:
         role=cast(CloneRole, row["role"]),
         text=row["text"],
         date=from_unix(row["date_utc"]),
+        message_id=row["message_id"],
+        sender_id=row["sender_id"],
+        sender_name=row["sender_name"],
     )

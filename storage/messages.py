@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import Any, cast
 
 import aiosqlite
@@ -44,6 +45,18 @@ SELECT_CORPUS = f"""
     SELECT {MESSAGE_COLUMNS}
     FROM messages
     ORDER BY chat_id, date_utc, message_id
+"""
+
+SELECT_RECENT_CHAT_MESSAGES = f"""
+    SELECT {MESSAGE_COLUMNS}
+    FROM (
+        SELECT {MESSAGE_COLUMNS}
+        FROM messages
+        WHERE chat_id = ? AND date_utc >= ? AND text != ''
+        ORDER BY date_utc DESC, message_id DESC
+        LIMIT ?
+    )
+    ORDER BY date_utc, message_id
 """
 
 SELECT_CHAT_TITLES = """
@@ -160,6 +173,19 @@ def corpus_record(row: Sequence[Any]) -> MessageRecord:
         via_bot=via_bot,
         source=cast(MessageSource, source),
     )
+
+
+async def recent_chat_messages(
+    db: Database, chat_id: int, since: datetime, limit: int
+) -> list[MessageRecord]:
+    """The chat's last ``limit`` stored messages with text at or after ``since``, oldest first
+    (a reply's history: Business chats, collected groups)."""
+    params = (chat_id, to_unix(since), limit)
+    async with (
+        db.read() as conn,
+        conn.execute(SELECT_RECENT_CHAT_MESSAGES, params) as cursor,
+    ):
+        return [corpus_record(row) for row in await cursor.fetchall()]
 
 
 async def chat_titles(db: Database) -> dict[int, str]:

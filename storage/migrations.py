@@ -263,6 +263,25 @@ m008_auto_replies = Migration(
     ),
 )
 
+m009_clone_turn_senders = Migration(
+    version=9,
+    name="m009_clone_turn_senders",
+    statements=(
+        # Who wrote a turn of a conversation with the clone, and the Telegram message that
+        # carried it: the turn shaper names group speakers and orders a group's stored
+        # messages and the clone's turns as training does. NULL in rows written before.
+        """
+        ALTER TABLE clone_turns ADD COLUMN message_id INTEGER
+        """,
+        """
+        ALTER TABLE clone_turns ADD COLUMN sender_id INTEGER
+        """,
+        """
+        ALTER TABLE clone_turns ADD COLUMN sender_name TEXT
+        """,
+    ),
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     m001_initial,
     m002_live_collection,
@@ -272,6 +291,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     m006_run_location,
     m007_corrections,
     m008_auto_replies,
+    m009_clone_turn_senders,
 )
 
 CREATE_SCHEMA_VERSION = """

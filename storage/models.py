@@ -104,6 +104,25 @@ class CloneTurn:
     role: CloneRole
     text: str
     date: datetime
+    message_id: int | None = None
+    """The Telegram message that carried it (a reply's first message); None if unknown."""
+    sender_id: int | None = None
+    """Who wrote a user turn (None for the clone's)."""
+    sender_name: str | None = None
+    """Their display name, as groups show it."""
+
+    def as_record(self) -> MessageRecord:
+        """The turn as the turn shaper reads messages: the clone's turns are the owner's."""
+        return MessageRecord(
+            chat_id=self.chat_id,
+            message_id=self.message_id or 0,
+            sender_id=self.sender_id,
+            sender_name=self.sender_name,
+            is_owner=self.role == "assistant",
+            date=self.date,
+            text=self.text,
+            source="live",
+        )
 
 
 @dataclass(frozen=True)

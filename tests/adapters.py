@@ -10,7 +10,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from training.chat_format import CloneSpec, save_clone_spec
-from training.config import GenerationSettings
+from training.config import DatasetConfig, GenerationSettings
 
 ATTENTION = ["q_proj", "k_proj", "v_proj", "o_proj"]
 
@@ -30,7 +30,7 @@ def make_adapter(base_dir: Path, out_dir: Path, *, seed: int, system_prompt: str
         out_dir,
         CloneSpec(
             base_model=str(base_dir),
-            system_prompt=system_prompt,
+            dataset=DatasetConfig(system_prompt=system_prompt),
             chat_template=str(tokenizer.chat_template),
             generation=GenerationSettings(do_sample=False, max_new_tokens=10),
             metrics={"eval_loss": 1.0},

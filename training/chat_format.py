@@ -8,21 +8,24 @@ was trained on.
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypedDict
+from typing import TYPE_CHECKING, Any, Literal, NotRequired, TypedDict
 
-from training.config import GenerationSettings
+from training.config import DatasetConfig, GenerationSettings
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
 Role = Literal["system", "user", "assistant"]
 CLONE_SPEC_FILE = "clone.json"
-CLONE_FORMAT_VERSION = 1
+CLONE_FORMAT_VERSION = 2
+"""Version 2 records the dataset rules (the turn shaping) serving must repeat."""
+READABLE_FORMAT_VERSIONS = (1, 2)
 # Closes every turn in Qwen's ChatML template; the loss covers it so the clone learns to stop.
 END_OF_TURN = "<|im_end|>"
 PAD_TOKEN = "<|endoftext|>"
@@ -36,6 +39,8 @@ class ChatMessage(TypedDict):
 
     role: Role
     content: str
+    weight: NotRequired[int]
+    """0 on an owner turn that is context only (not trained on); absent means trained."""
 
 
 Turn = ChatMessage
@@ -66,7 +71,7 @@ def build_messages(system_prompt: str, turns: Sequence[ChatMessage]) -> list[Cha
     for index, turn in enumerate(turns):
         if turn["role"] not in ("user", "assistant"):
             raise ValueError(f"turn {index} has role {turn['role']!r}; expected user or assistant")
-        messages.append({"role": turn["role"], "content": turn["content"]})
+        messages.append(dict(turn))  # type: ignore[arg-type]
     return messages
 
 
@@ -76,8 +81,8 @@ class CloneSpec:
 
     base_model: str
     """The model the adapter was trained on."""
-    system_prompt: str
-    """System message the adapter was trained with."""
+    dataset: DatasetConfig
+    """The rules the samples were built with: system prompt and turn shaping, for serving."""
     chat_template: str
     """The full chat template text used in training."""
     generation: GenerationSettings = field(default_factory=GenerationSettings)
@@ -93,6 +98,16 @@ class CloneSpec:
     format_version: int = CLONE_FORMAT_VERSION
     """Version of this file's layout."""
 
+    @property
+    def system_prompt(self) -> str:
+        """The system message every sample starts with."""
+        return self.dataset.system_prompt
+
+    @property
+    def prompt_budget(self) -> int:
+        """Tokens a serving prompt may take: the sample length less the longest reply."""
+        return self.dataset.max_seq_tokens - self.generation.max_new_tokens
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form."""
         return {
@@ -100,6 +115,7 @@ class CloneSpec:
             "base_model": self.base_model,
             "system_prompt": self.system_prompt,
             "chat_template": self.chat_template,
+            "dataset": self.dataset.to_dict(),
             "generation": self.generation.to_dict(),
             "metrics": dict(self.metrics),
             "dataset_size": self.dataset_size,
@@ -109,17 +125,21 @@ class CloneSpec:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CloneSpec:
-        """Inverse of ``to_dict``."""
+        """Inverse of ``to_dict``; a version-1 file gets the shaping of its time."""
+        if "dataset" in data:
+            dataset = DatasetConfig.from_dict(data["dataset"])
+        else:  # version 1: openers were dropped, the other rules had today's defaults
+            dataset = DatasetConfig(system_prompt=str(data["system_prompt"]), owner_starts="drop")
         return cls(
             base_model=str(data["base_model"]),
-            system_prompt=str(data["system_prompt"]),
+            dataset=dataset,
             chat_template=str(data["chat_template"]),
             generation=GenerationSettings.from_dict(data.get("generation", {})),
             metrics={str(k): float(v) for k, v in data.get("metrics", {}).items()},
             dataset_size=int(data.get("dataset_size", 0)),
             dataset_fingerprint=str(data.get("dataset_fingerprint", "")),
             created_at=str(data["created_at"]),
-            format_version=int(data["format_version"]),
+            format_version=CLONE_FORMAT_VERSION,
         )
 
 
@@ -149,10 +169,10 @@ def load_clone_spec(adapter_dir: Path) -> CloneSpec:
         raise CloneSpecError(f"{path} is unreadable: {exc}") from exc
     if not isinstance(data, dict):
         raise CloneSpecError(f"{path} must hold a JSON object")
-    if data.get("format_version") != CLONE_FORMAT_VERSION:
+    if data.get("format_version") not in READABLE_FORMAT_VERSIONS:
         raise CloneSpecError(
             f"{path} has format_version {data.get('format_version')!r}; "
-            f"this code reads version {CLONE_FORMAT_VERSION}"
+            f"this code reads versions {list(READABLE_FORMAT_VERSIONS)}"
         )
     try:
         return CloneSpec.from_dict(data)
@@ -177,7 +197,7 @@ def assistant_spans(
     *,
     chat_template: str | None,
 ) -> tuple[str, list[tuple[int, int]]]:
-    """Render the conversation and return the character span of each assistant turn.
+    """Render the conversation and return the character span of each trained assistant turn.
 
     A span starts right after the generation prompt (what serving sends) and ends after the
     turn's closing ``<|im_end|>``; the newline after it is the template's, not the owner's.
@@ -185,7 +205,7 @@ def assistant_spans(
     text = render(tokenizer, messages, chat_template=chat_template, add_generation_prompt=False)
     spans = []
     for index, message in enumerate(messages):
-        if message["role"] != "assistant":
+        if message["role"] != "assistant" or message.get("weight", 1) == 0:
             continue
         prefix = render(
             tokenizer, messages[:index], chat_template=chat_template, add_generation_prompt=True
@@ -225,7 +245,7 @@ def tokenize_for_training(
     chat_template: str | None,
     max_length: int,
 ) -> dict[str, list[int]]:
-    """Token ids and a loss mask (1 on the owner's turns and their ``<|im_end|>``).
+    """Token ids and a loss mask (1 on the owner's trained turns and their ``<|im_end|>``).
 
     When the sample is longer than ``max_length`` tokens, whole oldest (user, assistant) pairs
     after the system message are dropped until it fits; the final owner reply is never cut.
@@ -233,8 +253,8 @@ def tokenize_for_training(
     """
     if not messages or messages[0]["role"] != "system":
         raise ValueError("a training sample must start with the system message")
-    if messages[-1]["role"] != "assistant":
-        raise ValueError("a training sample must end on an assistant turn")
+    if messages[-1]["role"] != "assistant" or messages[-1].get("weight", 1) == 0:
+        raise ValueError("a training sample must end on a trained assistant turn")
     current = list(messages)
     while True:
         encoded = _encode(tokenizer, current, chat_template)
@@ -243,3 +263,89 @@ def tokenize_for_training(
             return encoded
         first_reply = next(i for i, m in enumerate(current) if m["role"] == "assistant")
         current = [current[0], *current[first_reply + 1 :]]
+
+
+# ChatML wraps each message in "<|im_start|>role\n" ... "<|im_end|>\n": five tokens.
+MESSAGE_OVERHEAD_TOKENS = 5
+_COUNT_CACHE_SIZE = 4096
+
+
+class TokenCounter:
+    """Token lengths of samples: exact with a tokenizer, estimated without one.
+
+    With a tokenizer, a sample is rendered through ``render`` and tokenized. ChatML's special
+    tokens cut the text into independent pieces, so a sample's length is the sum of its
+    messages' lengths; each message's is measured once (and remembered: serving counts the
+    same history for every reply of a chat). When the template renders a user or assistant
+    message as fixed text around its content (ChatML does: ``<|im_start|>user\n…<|im_end|>\n``,
+    checked on two probes), that text is tokenized directly, without rendering the template
+    each time (20 times faster). Without a tokenizer, a message counts
+    ``ceil(chars / chars_per_token) + 5`` tokens (``DatasetConfig.chars_per_token``).
+    """
+
+    def __init__(
+        self, config: DatasetConfig, tokenizer: PreTrainedTokenizerBase | None = None
+    ) -> None:
+        self.config = config
+        self.tokenizer = tokenizer
+        self._base: list[ChatMessage] = [{"role": "system", "content": "s"}]
+        self._cache: dict[tuple[Role, str], int] = {}
+        self._frames: dict[Role, tuple[str, str]] = {}
+        if tokenizer is not None:
+            self._base_text = self._render(self._base)
+            self._base_tokens = self._tokens(self._base_text)
+            for role in ("user", "assistant"):
+                frame = self._frame(role)
+                if frame is not None:
+                    self._frames[role] = frame
+        self.system = self.message("system", config.system_prompt)
+
+    def message(self, role: Role, content: str) -> int:
+        """Tokens one message adds to a rendered sample."""
+        if self.tokenizer is None:
+            return math.ceil(len(content) / self.config.chars_per_token) + MESSAGE_OVERHEAD_TOKENS
+        key = (role, content)
+        tokens = self._cache.get(key)
+        if tokens is None:
+            frame = self._frames.get(role)
+            if frame is not None:
+                tokens = self._tokens(frame[0] + content + frame[1])
+            elif role == "system":
+                tokens = self.sample([{"role": "system", "content": content}])
+            else:
+                tokens = self._rendered_piece(role, content)
+            if len(self._cache) >= _COUNT_CACHE_SIZE:
+                self._cache.clear()
+            self._cache[key] = tokens
+        return tokens
+
+    def sample(self, messages: Sequence[ChatMessage]) -> int:
+        """Tokens of a whole sample (rendered with the chat template when a tokenizer is set)."""
+        if self.tokenizer is None:
+            return sum(self.message(m["role"], m["content"]) for m in messages)
+        return self._tokens(self._render(messages))
+
+    def _render(self, messages: Sequence[ChatMessage]) -> str:
+        assert self.tokenizer is not None
+        return render(self.tokenizer, messages, chat_template=None, add_generation_prompt=False)
+
+    def _tokens(self, text: str) -> int:
+        assert self.tokenizer is not None
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def _rendered_piece(self, role: Role, content: str) -> int:
+        piece: ChatMessage = {"role": role, "content": content}
+        return self.sample([*self._base, piece]) - self._base_tokens
+
+    def _frame(self, role: Role) -> tuple[str, str] | None:
+        """The text the template puts around a message of ``role``, if it is fixed."""
+        marker = "\x00content\x00"
+        text = self._render([*self._base, {"role": role, "content": marker}])
+        piece = text.removeprefix(self._base_text)
+        if piece == text or piece.count(marker) != 1:
+            return None
+        frame = tuple(piece.split(marker))
+        probe = "Проверка: two words\n🙂"
+        if self._tokens(frame[0] + probe + frame[1]) != self._rendered_piece(role, probe):
+            return None
+        return frame[0], frame[1]

@@ -119,8 +119,9 @@ class TrainConfig:
     """JSONL of held-out samples; at least one is required."""
     output_dir: Path
     """Run directory: checkpoints, ``adapter/`` and ``result.json`` go here."""
-    system_prompt: str = DEFAULT_SYSTEM_PROMPT
-    """Must equal the system message of every sample; saved in clone.json for serving."""
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    """The rules the samples were built with; its system prompt must start every sample.
+    Saved in clone.json, so serving shapes turns the same way."""
     chat_template: str | None = None
     """Jinja chat template; None uses the tokenizer's own. The text used is saved in clone.json."""
     lora_r: int = 16
@@ -187,8 +188,6 @@ class TrainConfig:
         problems = []
         if not self.base_model.strip():
             problems.append("base_model must not be empty")
-        if not self.system_prompt.strip():
-            problems.append("system_prompt must not be empty")
         if self.chat_template is not None and not self.chat_template.strip():
             problems.append("chat_template must be None (tokenizer's own) or a template")
         positive_ints = (
@@ -236,6 +235,7 @@ class TrainConfig:
         """Every problem of this object, combinations included (empty when valid)."""
         problems = self._field_problems()
         problems += [f"generation: {p}" for p in self.generation.problems()]
+        problems += [f"dataset: {p}" for p in self.dataset.problems()]
         if Path(self.train_file) == Path(self.eval_file):
             problems.append("eval_file must differ from train_file (held-out data is required)")
         if self.max_steps > 0 and self.eval_steps > self.max_steps:
@@ -263,6 +263,7 @@ class TrainConfig:
             data[name] = str(data[name])
         data["target_modules"] = list(self.target_modules)
         data["generation"] = self.generation.to_dict()
+        data["dataset"] = self.dataset.to_dict()
         return data
 
     @classmethod
@@ -277,4 +278,6 @@ class TrainConfig:
             values["target_modules"] = tuple(values["target_modules"])
         if isinstance(values.get("generation"), dict):
             values["generation"] = GenerationSettings.from_dict(values["generation"])
+        if isinstance(values.get("dataset"), dict):
+            values["dataset"] = DatasetConfig.from_dict(values["dataset"])
         return cls(**values)

@@ -1,8 +1,8 @@
 """The owner's /fix corrections as training samples, shaped like the corpus samples.
 
 Each correction becomes one sample: the system prompt, the conversation before the corrected
-reply (user/assistant turns), and the owner's better text as the final assistant turn, so
-``tokenize_for_training`` puts the loss on the owner's turns exactly as for corpus samples.
+reply as the clone saw it (the clone's own earlier replies as context, weight 0), and the
+owner's better text as the final assistant turn, the only one trained on.
 Corrections only ever train: they are never evaluated.
 """
 
@@ -14,11 +14,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from storage.corrections import Correction
-from training.chat_format import ChatMessage
+from training.chat_format import ChatMessage, TokenCounter
 from training.config import DatasetConfig
-from training.filters import clean_text
-from training.privacy import scrub
-from training.samples import Sample, TokenCounter
+from training.samples import Sample
+from training.turns import shape_text
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -47,19 +46,20 @@ def correction_samples(
     samples: list[Sample] = []
     drops: Counter[str] = Counter()
     for correction in corrections:
-        turns: list[ChatMessage] = [
-            {"role": t["role"], "content": _text(t["content"], config)}
-            for t in correction.context
-            if t["content"].strip()
-        ]
-        while turns and turns[0]["role"] != "user":
-            turns.pop(0)
+        turns: list[ChatMessage] = []
+        for turn in correction.context:
+            content = shape_text(turn["content"], config)
+            if turn["role"] == "assistant" and content:
+                # The clone's earlier replies are context: they are not the owner's words.
+                turns.append({"role": "assistant", "content": content, "weight": 0})
+            elif content:
+                turns.append({"role": "user", "content": content})
         if not turns or turns[-1]["role"] != "user":
             drops["correction_no_prompt"] += 1
             continue
         reply: ChatMessage = {
             "role": "assistant",
-            "content": _text(correction.better_text, config),
+            "content": shape_text(correction.better_text, config),
         }
         system: ChatMessage = {"role": "system", "content": config.system_prompt}
         sample = _fit([system], turns, reply, counter, config.max_seq_tokens)
@@ -68,12 +68,6 @@ def correction_samples(
             continue
         samples.append(sample)
     return CorrectionSamples(samples=samples, drops=dict(sorted(drops.items())))
-
-
-def _text(text: str, config: DatasetConfig) -> str:
-    """The same cleaning and privacy scrub the corpus messages get."""
-    text = clean_text(text)
-    return scrub(text) if config.scrub_private_data else text
 
 
 def _fit(

@@ -3,17 +3,17 @@
 The pipeline, one chat at a time (memory holds one chat's messages plus the samples made so
 far, so the builder can stream a million stored messages):
 
-1. message rules (``filters.message_drop_reason``): kinds without typed text (service, media,
-   poll, call, other), forwarded, via_bot, empty; then ``technical`` (a message that is only
-   timestamps or export placeholders) and the privacy scrub (``training.privacy``);
-2. sessions, group neighbourhoods and turns (``training.conversations``);
-3. pair rules and duplicates (``training.samples.PairCleaner``);
-4. windows that fit ``max_seq_tokens`` and end on an owner reply (``training.samples``);
-5. the split: the most recent ~``eval_fraction`` of conversations (by start) are held out.
+1. the turn shaper (``training.turns``), the same code serving uses: message rules (kinds
+   without typed text, forwarded, via_bot, empty, ``technical``), cleaning and the privacy
+   scrub; sessions, group neighbourhoods, merged turns and exchanges;
+2. reply rules and duplicates mark which owner replies are trained on
+   (``training.samples.ReplyRules``); the others stay in the samples as context;
+3. windows that fit ``max_seq_tokens`` and end on a trained reply (``training.samples``);
+4. the split: the most recent ~``eval_fraction`` of conversations (by start) are held out.
 
-Every message, pair or turn left out is counted under its reason in ``DatasetBuild.drops``:
-message-level reasons count messages, pair-level reasons count pairs (see
-``training.samples``). Message text is never logged.
+Every message left out and every reply not trained on is counted under its reason in
+``DatasetBuild.drops``: message-level reasons count messages, reply-level reasons count
+replies (see ``training.samples``). Message text is never logged.
 """
 
 from __future__ import annotations
@@ -31,11 +31,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from storage.models import MessageRecord
+from training.chat_format import ChatMessage, TokenCounter
 from training.config import DatasetConfig
-from training.conversations import Line, group_segments, sessions, to_conversations
-from training.filters import clean_text, message_drop_reason, strip_technical, word_count
-from training.privacy import scrub
-from training.samples import PairCleaner, Sample, TokenCounter, windows
+from training.samples import ReplyRules, Sample, targets, windows
+from training.turns import (
+    Line,
+    chat_conversations,
+    group_segments,
+    is_group,
+    sessions,
+    shape_line,
+)
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -100,22 +106,25 @@ def _chat_groups(messages: Iterable[MessageRecord]) -> Iterator[list[MessageReco
 def _lines(
     chat: Sequence[MessageRecord], config: DatasetConfig, drops: Counter[str]
 ) -> list[Line]:
-    """The chat's trainable messages in time order, cleaned and scrubbed (drops counted)."""
+    """The chat's messages shaped into lines, in time order (drops counted)."""
     lines = []
     for message in sorted(chat, key=lambda m: (m.date, m.message_id)):
-        reason = message_drop_reason(message, config)
-        if reason is not None:
-            drops[reason] += 1
-            continue
-        text = clean_text(message.text)
-        if config.drop_technical:
-            text = strip_technical(text)
-            if not text:
-                drops["technical"] += 1
-                continue
-        words = word_count(text)  # before the scrub: "<PHONE>" is not the owner's word
-        lines.append(Line(message, scrub(text) if config.scrub_private_data else text, words))
+        line = shape_line(message, config)
+        if isinstance(line, Line):
+            lines.append(line)
+        else:
+            drops[line] += 1
     return lines
+
+
+def _out_of_group_context(lines: Sequence[Line], config: DatasetConfig) -> int:
+    """Lines of a group that are in no owner's neighbourhood (never reach the dataset)."""
+    by_id = {line.record.message_id: line for line in lines}
+    used: set[int] = set()
+    for session in sessions(lines, config):
+        for segment in group_segments(session, by_id, config.group_context_messages):
+            used.update(id(line) for line in segment)
+    return len(lines) - len(used)
 
 
 def _split(built: list[_Built], fraction: float) -> tuple[list[_Built], list[_Built]]:
@@ -165,8 +174,8 @@ def build_dataset(
     """
     config.validate()
     counter = TokenCounter(config, tokenizer)
-    cleaner = PairCleaner(config)
-    drops = cleaner.drops
+    rules = ReplyRules(config)
+    drops = rules.drops
     built: list[_Built] = []
     chat_replies: dict[int, int] = {}
     stats: Counter[str] = Counter()
@@ -178,33 +187,23 @@ def build_dataset(
             continue
         stats["chats"] += 1
         stats["messages_kept"] += len(lines)
-        cleaner.new_chat(chat_id)
-        is_group = chat_id < 0
-        by_id = {line.record.message_id: line for line in lines} if is_group else {}
+        stats["sessions"] += sum(1 for _ in sessions(lines, config))
+        if is_group(chat_id):
+            stats["group_messages_out_of_context"] += _out_of_group_context(lines, config)
+        rules.new_chat(chat_id)
         replies = 0
-        for session in sessions(lines, config):
-            stats["sessions"] += 1
-            if is_group:
-                segments = list(group_segments(session, by_id, config.group_context_messages))
-                used = {id(line) for segment in segments for line in segment}
-                stats["group_messages_out_of_context"] += sum(
-                    id(line) not in used for line in session
-                )
-            else:
-                segments = [session]
-            for segment in segments:
-                for conversation in to_conversations(segment, chat_id, config):
-                    samples = windows(cleaner.pairs(conversation), counter, drops)
-                    if samples:
-                        built.append(_Built(chat_id, conversation.start, samples))
-                        replies += sum(len(sample) // 2 for sample in samples)
+        for conversation in chat_conversations(lines, config):
+            samples = windows(rules.exchanges(conversation), counter, drops)
+            if samples:
+                built.append(_Built(chat_id, conversation.start, samples))
+                replies += sum(len(targets(sample)) for sample in samples)
         if replies:
             chat_replies[chat_id] = replies
 
     train_part, eval_part = _split(built, config.eval_fraction)
     train = [sample for part in train_part for sample in part.samples]
     held_out = [sample for part in eval_part for sample in part.samples]
-    stats.update(cleaner.stats)
+    stats.update(rules.stats)
     stats["samples_train"] = len(train)
     stats["samples_eval"] = len(held_out)
     stats["owner_turns"] = sum(chat_replies.values())
@@ -222,7 +221,7 @@ def build_dataset(
         conversations=len(built),
         fingerprint=fingerprint(train, held_out),
         stats=dict(sorted(stats.items())),
-        dropped_reply_words={k: list(v) for k, v in sorted(cleaner.dropped_words.items())},
+        dropped_reply_words={k: list(v) for k, v in sorted(rules.dropped_words.items())},
         chat_replies=chat_replies,
         eval_fingerprint=eval_fingerprint(held_out),
     )
@@ -254,7 +253,12 @@ def _parse_sample(data: Any, where: str) -> Sample:
             raise ValueError(
                 f"{where}: each message needs a role (system/user/assistant) and text"
             )
-        sample.append({"role": message["role"], "content": message["content"]})
+        parsed: ChatMessage = {"role": message["role"], "content": message["content"]}
+        if "weight" in message:
+            if message["weight"] not in (0, 1) or message["role"] != "assistant":
+                raise ValueError(f"{where}: weight is 0 or 1, on assistant turns only")
+            parsed["weight"] = int(message["weight"])
+        sample.append(parsed)
     return sample
 
 

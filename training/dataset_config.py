@@ -24,8 +24,8 @@ DEFAULT_SYSTEM_PROMPT = (
 DEFAULT_FILLER_REPLIES = frozenset(
     {"ок", "ok", "okay", "спасибо", "спс", "+", "👍", "хорошо", "да", "нет", "ага"}
 )
-OwnerStarts = Literal["drop", "neutral_prompt"]
-OWNER_STARTS_CHOICES: tuple[OwnerStarts, ...] = ("drop", "neutral_prompt")
+OwnerStarts = Literal["context", "drop", "neutral_prompt"]
+OWNER_STARTS_CHOICES: tuple[OwnerStarts, ...] = ("context", "drop", "neutral_prompt")
 DedupScope = Literal["chat", "corpus"]
 DEDUP_SCOPES: tuple[DedupScope, ...] = ("chat", "corpus")
 _TIMEDELTAS = ("session_gap", "merge_window")
@@ -50,31 +50,34 @@ class DatasetConfig:
     filler_replies: frozenset[str] = DEFAULT_FILLER_REPLIES
     """Lower-case replies that carry no style ("ok", "+"); matched after trimming punctuation."""
     drop_filler: bool = True
-    """Drop owner replies found in ``filler_replies``."""
+    """Do not train on owner replies found in ``filler_replies`` (they stay as context)."""
     drop_short: bool = True
-    """Drop owner replies shorter than ``min_reply_words`` words (but see ``keep_short_ratio``)."""
+    """Do not train on owner replies shorter than ``min_reply_words`` words (they stay as
+    context; but see ``keep_short_ratio``)."""
     keep_short_ratio: float = 0.0
     """Share of the short replies kept anyway, chosen deterministically, in [0, 1]. 0 drops
     them all (the design analysis: short replies teach the clone to answer "ок" to anything);
     the dataset report shows what a higher share does to the reply-length distribution."""
     drop_short_prompt: bool = True
-    """Drop (prompt, reply) pairs whose prompt has fewer than ``min_prompt_words`` words."""
+    """Do not train on replies whose prompt has fewer than ``min_prompt_words`` words."""
     drop_emoji_only: bool = True
-    """Drop owner replies made only of emoji (and spaces/punctuation)."""
+    """Do not train on owner replies made only of emoji (and spaces/punctuation)."""
     drop_technical: bool = True
     """Drop turns that are only timestamps or export placeholders ("(File not included...)")."""
     drop_forwarded: bool = True
     """Drop forwarded messages (somebody else's words)."""
     drop_duplicates: bool = True
-    """Drop repeated (prompt, reply) pairs: exact, or equal after normalisation."""
+    """Do not train on repeated (prompt, reply) exchanges: exact, or equal after
+    normalisation."""
     dedup_scope: DedupScope = "chat"
     """Where a repeat counts: within one chat (default) or across the whole corpus."""
     scrub_private_data: bool = True
     """Replace phone numbers, e-mails, card numbers and codes with placeholders."""
-    owner_starts: OwnerStarts = "drop"
-    """What to do with an owner turn nobody prompted: ``drop`` it (default; serving always
-    answers a message, and learning to open topics out of nothing is the "talks about
-    something else" failure) or put ``neutral_prompt`` before it."""
+    owner_starts: OwnerStarts = "context"
+    """What to do with an owner turn nobody prompted: keep it as ``context`` of the
+    conversation it opens (default: the conversation stays whole, and the clone never learns to
+    open topics out of nothing, the "talks about something else" failure), ``drop`` it, or put
+    ``neutral_prompt`` before it and train on it."""
     neutral_prompt: str = "…"
     """The user turn put before an unprompted owner turn when ``owner_starts`` asks for it."""
     max_seq_tokens: int = DEFAULT_MAX_LENGTH

@@ -33,6 +33,7 @@ from training.dataset import (
     read_jsonl,
     write_jsonl,
 )
+from training.samples import targets
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ FROZEN_META = "frozen_eval.json"
 
 
 def _replies(samples: list[Sample]) -> set[str]:
-    return {m["content"] for s in samples for m in s if m["role"] == "assistant"}
+    return {reply for sample in samples for reply in targets(sample)}
 
 
 def _load(store_dir: Path) -> list[Sample] | None:
@@ -85,11 +86,7 @@ def freeze_eval(build: DatasetBuild, store_dir: Path) -> DatasetBuild:
             logger.info("eval set frozen: %d samples", len(build.eval))
         return replace(build, stats={**build.stats, "eval_frozen_reused": 0})
     frozen_replies = _replies(frozen)
-    train = [
-        s
-        for s in everything
-        if not any(m["content"] in frozen_replies for m in s[1:] if m["role"] == "assistant")
-    ]
+    train = [s for s in everything if not any(reply in frozen_replies for reply in targets(s))]
     logger.info("frozen eval set reused: %d samples", len(frozen))
     return replace(
         build,

@@ -15,11 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from training.chat_format import TokenCounter
 from training.config import DatasetConfig
 from training.dataset import DatasetBuild, Sample
-from training.filters import word_count
 from training.privacy import scrub
-from training.samples import TokenCounter
+from training.samples import targets
+from training.turns import word_count
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -74,7 +75,7 @@ def has_emoji(text: str) -> bool:
 
 
 def _replies(samples: list[Sample]) -> list[str]:
-    return [m["content"] for s in samples for m in s if m["role"] == "assistant"]
+    return [reply for sample in samples for reply in targets(sample)]
 
 
 def _short_effect(

@@ -1,82 +1,39 @@
-"""Conversations -> cleaned (prompt, reply) pairs -> samples that fit the token budget.
+"""Conversations -> exchanges with training targets -> samples that fit the token budget.
 
-Pair-level drop reasons (each counts one pair; the owner reply's word count is kept per
-reason for the report's kept-vs-dropped histogram):
+Every owner reply of a conversation stays in the samples, so that a sample holds the turns
+that really happened and serving (which sees all of them) gets the same history. The reply
+rules decide only which replies are *targets* (trained on); the others stay as context, with
+``weight`` 0 in the sample. Each reason below counts one reply that is not a target (the
+reply's word count is kept per reason for the report's length histogram):
 
-* ``owner_opener``: an owner turn nobody prompted, with ``owner_starts="drop"``;
+* ``owner_opener``: an owner turn nobody prompted, with ``owner_starts="drop"`` (cut out;
+  with ``context``, the default, it is context and counted as ``opener_context``);
 * ``filler``, ``emoji_only``, ``short_reply``: the reply teaches no style;
 * ``short_prompt``: the prompt is too short to say what the reply answers;
-* ``duplicate`` (identical pair seen before) and ``near_duplicate`` (identical after
+* ``duplicate`` (identical exchange seen before) and ``near_duplicate`` (identical after
   ``filters.dedup_key``), within one chat or the whole corpus (``dedup_scope``);
-* ``too_long``: even the last pair alone exceeds ``max_seq_tokens``.
+* ``too_long``: even the reply's exchange alone exceeds ``max_seq_tokens``.
 
-``prompt_without_reply`` counts user turns the owner never answered. A dropped pair is cut
-out and the conversation goes on around it: the history keeps the exchanges that really
-happened, one hole rather than a conversation broken in two.
+``prompt_without_reply`` counts user turns the owner never answered.
 """
 
 from __future__ import annotations
 
 import hashlib
-import math
 from collections import Counter, defaultdict
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
-from training.chat_format import ChatMessage, Role, render
+from training.chat_format import ChatMessage, TokenCounter
 from training.config import DatasetConfig
-from training.conversations import Conversation, Turn
 from training.filters import dedup_key, reply_drop_reason
-
-if TYPE_CHECKING:
-    from transformers import PreTrainedTokenizerBase
+from training.turns import Conversation, Exchange, exchange_messages, exchanges, fit_window
 
 Sample = list[ChatMessage]
-Pair = tuple[Turn, Turn]
-# ChatML wraps each message in "<|im_start|>role\n" ... "<|im_end|>\n": five tokens.
-MESSAGE_OVERHEAD_TOKENS = 5
-
-
-class TokenCounter:
-    """Token lengths of samples: exact with a tokenizer, estimated without one.
-
-    With a tokenizer, a sample is rendered through ``training.chat_format.render`` and
-    tokenized. ChatML's special tokens cut the text into independent pieces, so a sample's
-    length is the sum of its messages' lengths; each message's is measured once that way and
-    the windows are packed by addition. Without one, a message counts
-    ``ceil(chars / chars_per_token) + 5`` tokens (``DatasetConfig.chars_per_token``).
-    """
-
-    def __init__(
-        self, config: DatasetConfig, tokenizer: PreTrainedTokenizerBase | None = None
-    ) -> None:
-        self.config = config
-        self.tokenizer = tokenizer
-        self._base: list[ChatMessage] = [{"role": "system", "content": "s"}]
-        self._base_tokens = self.sample(self._base) if tokenizer is not None else 0
-        self.system = self.message("system", config.system_prompt)
-
-    def message(self, role: Role, content: str) -> int:
-        """Tokens one message adds to a rendered sample."""
-        if self.tokenizer is None:
-            return math.ceil(len(content) / self.config.chars_per_token) + MESSAGE_OVERHEAD_TOKENS
-        if role == "system":
-            return self.sample([{"role": "system", "content": content}])
-        piece: ChatMessage = {"role": role, "content": content}
-        return self.sample([*self._base, piece]) - self._base_tokens
-
-    def sample(self, messages: Sequence[ChatMessage]) -> int:
-        """Tokens of a whole sample (rendered with the chat template when a tokenizer is set)."""
-        if self.tokenizer is None:
-            return sum(self.message(m["role"], m["content"]) for m in messages)
-        text = render(self.tokenizer, messages, chat_template=None, add_generation_prompt=False)
-        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
 @dataclass
-class PairCleaner:
-    """Applies the pair rules with their counters; holds the duplicate memory."""
+class ReplyRules:
+    """Marks which replies are targets, with counters; holds the duplicate memory."""
 
     config: DatasetConfig
     drops: Counter[str] = field(default_factory=Counter)
@@ -93,43 +50,40 @@ class PairCleaner:
             self._exact.clear()
             self._near.clear()
 
-    def _drop(self, reason: str, reply: Turn) -> None:
+    def _drop(self, reason: str, words: int) -> None:
         self.drops[reason] += 1
-        self.dropped_words[reason].append(reply.words)
+        self.dropped_words[reason].append(words)
 
-    def pairs(self, conversation: Conversation) -> list[Pair]:
-        """The conversation's kept (prompt, reply) pairs, in order."""
+    def exchanges(self, conversation: Conversation) -> list[Exchange]:
+        """The conversation's exchanges in order, each marked target or context."""
+        made, dropped_opener = exchanges(conversation, self.config)
         turns = conversation.turns
-        kept: list[Pair] = []
-        index = 0
-        if turns and turns[0].role == "assistant":
-            opener = turns[0]
-            if self.config.owner_starts == "drop":
-                self._drop("owner_opener", opener)
-                index = 1
-            else:
-                neutral = Turn("user", [self.config.neutral_prompt], 0, opener.last_date, 0)
+        if dropped_opener:
+            self._drop("owner_opener", turns[0].words)
+        if turns[-1].role == "user":
+            self.drops["prompt_without_reply"] += 1
+        prompted_opener = (
+            turns[0].role == "assistant" and self.config.owner_starts == "neutral_prompt"
+        )
+        for index, item in enumerate(made):
+            if item.prompt is None:
+                self.stats["opener_context"] += 1
+                continue
+            if index == 0 and prompted_opener:
                 self.stats["owner_openers_prompted"] += 1
-                pair = self._check(neutral, opener, prompt_rules=False)
-                if pair is not None:
-                    kept.append(pair)
-                index = 1
-        while index < len(turns):
-            prompt = turns[index]
-            if index + 1 >= len(turns):
-                self.drops["prompt_without_reply"] += 1
-                break
-            pair = self._check(prompt, turns[index + 1], prompt_rules=True)
-            if pair is not None:
-                kept.append(pair)
-            index += 2
-        return kept
+            reason = self._reason(item, prompt_rules=not (index == 0 and prompted_opener))
+            if reason is not None:
+                item.target = False
+                self._drop(reason, item.reply.words)
+        return made
 
-    def _check(self, prompt: Turn, reply: Turn, *, prompt_rules: bool) -> Pair | None:
+    def _reason(self, item: Exchange, *, prompt_rules: bool) -> str | None:
         config = self.config
+        assert item.prompt is not None
+        prompt, reply = item.prompt, item.reply
         reply_text = reply.text
         reason = reply_drop_reason(reply_text, reply.words, config)
-        if reason == "short_reply" and self._keep_short(reply):
+        if reason == "short_reply" and self._keep_short(reply.anchor):
             self.stats["short_replies_kept"] += 1
             reason = None
         short_prompt = prompt_rules and prompt.words < config.min_prompt_words
@@ -145,16 +99,13 @@ class PairCleaner:
                 reason = "near_duplicate"
             self._exact.add(exact)
             self._near.add(near)
-        if reason is not None:
-            self._drop(reason, reply)
-            return None
-        return prompt, reply
+        return reason
 
-    def _keep_short(self, reply: Turn) -> bool:
+    def _keep_short(self, anchor: int) -> bool:
         ratio = self.config.keep_short_ratio
         if ratio <= 0:
             return False
-        key = f"{self.config.sample_seed}:{self._chat_id}:{reply.anchor}".encode()
+        key = f"{self.config.sample_seed}:{self._chat_id}:{anchor}".encode()
         draw = int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "big") / 2**64
         return draw < ratio
 
@@ -163,39 +114,44 @@ def _digest(text: str) -> bytes:
     return hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest()
 
 
-def windows(pairs: Sequence[Pair], counter: TokenCounter, drops: Counter[str]) -> list[Sample]:
-    """Samples ending on an owner turn, packed from the newest pair back into the history.
+def exchange_cost(item: Exchange, counter: TokenCounter) -> int:
+    """Tokens the exchange adds to a rendered sample."""
+    prompt = counter.message("user", item.prompt.text) if item.prompt is not None else 0
+    return prompt + counter.message("assistant", item.reply.text)
 
-    Each window ends on an owner reply and takes older pairs while the sample stays within
-    ``max_seq_tokens`` and ``max_pairs_per_sample``; the next window ends where this one
-    began, so every reply is a target exactly once. The final reply is never cut: a pair that
-    does not fit alone is dropped (``too_long``).
+
+def windows(items: list[Exchange], counter: TokenCounter, drops: Counter[str]) -> list[Sample]:
+    """Samples ending on a target reply, packed from the newest exchange back into the history.
+
+    Each window ends on a target and takes older exchanges (targets or context) while the
+    sample stays within ``max_seq_tokens`` and ``max_pairs_per_sample``; the next window ends
+    where this one began, so every target is trained exactly once. A target whose exchange
+    does not fit alone is dropped (``too_long``) and stays out of every window.
     """
     config = counter.config
-    costs = [
-        counter.message("user", p.text) + counter.message("assistant", r.text) for p, r in pairs
-    ]
+    costs = [exchange_cost(item, counter) for item in items]
+    budget = config.max_seq_tokens - counter.system
     samples: list[Sample] = []
-    end = len(pairs)
+    end = len(items)
     while end > 0:
-        total = counter.system + costs[end - 1]
-        if total > config.max_seq_tokens:
-            drops["too_long"] += 1
-            end -= 1
+        last = end - 1
+        if not items[last].target:
+            end = last
             continue
-        start = end - 1
-        while (
-            start > 0
-            and end - start < config.max_pairs_per_sample
-            and total + costs[start - 1] <= config.max_seq_tokens
-        ):
-            start -= 1
-            total += costs[start]
-        sample: Sample = [{"role": "system", "content": config.system_prompt}]
-        for prompt, reply in pairs[start:end]:
-            sample.append({"role": "user", "content": prompt.text})
-            sample.append({"role": "assistant", "content": reply.text})
-        samples.append(sample)
+        if costs[last] > budget:
+            items[last].target = False
+            drops["too_long"] += 1
+            end = last
+            continue
+        start = fit_window(costs, end, budget, config.max_pairs_per_sample)
+        window = items[start:end]
+        system: ChatMessage = {"role": "system", "content": config.system_prompt}
+        samples.append([system, *exchange_messages(window, weights=True)])
         end = start
     samples.reverse()
     return samples
+
+
+def targets(sample: Sample) -> list[str]:
+    """The texts of a sample's trained owner replies (context turns have weight 0)."""
+    return [m["content"] for m in sample if m["role"] == "assistant" and m.get("weight", 1) != 0]

@@ -23,6 +23,7 @@ from training.config import TrainConfig
 from training.dataset import fingerprint, read_jsonl
 from training.token_stats import TokenStats, measure_token_stats
 from training.train_args import load_config, parse_args
+from training.turns import check_control_tokens
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -80,6 +81,7 @@ def load_tokenizer_and_model(
         raise ValueError(f"{config.base_model}'s tokenizer has no {PAD_TOKEN} to pad with")
     # Padding with eos would hide <|im_end|> from the loss wherever the collator masks padding.
     tokenizer.pad_token = PAD_TOKEN
+    check_control_tokens(tokenizer, config.base_model)
 
     kwargs: dict[str, Any] = {"attn_implementation": attention_implementation(cuda)}
     if quantized:
@@ -143,10 +145,11 @@ def load_datasets(
         path = config.train_file if name == "train" else config.eval_file
         rows: dict[str, list[list[int]]] = {"input_ids": [], "assistant_masks": []}
         for number, sample in enumerate(samples, start=1):
-            if not sample or sample[0]["content"] != config.system_prompt:
+            if not sample or sample[0]["content"] != config.dataset.system_prompt:
                 raise ValueError(
-                    f"{path}: sample {number} does not start with TrainConfig.system_prompt; "
-                    "build the dataset with the same system_prompt as the run"
+                    f"{path}: sample {number} does not start with the run's system prompt "
+                    "(TrainConfig.dataset.system_prompt); build the dataset with the run's "
+                    "dataset settings"
                 )
             encoded = tokenize_for_training(
                 tokenizer, sample, chat_template=config.chat_template, max_length=config.max_length
@@ -324,7 +327,7 @@ def save_adapter(
     tokenizer.save_pretrained(adapter_dir)
     spec = CloneSpec(
         base_model=config.base_model,
-        system_prompt=config.system_prompt,
+        dataset=config.dataset,
         chat_template=str(tokenizer.chat_template),
         generation=config.generation,
         metrics=metrics,

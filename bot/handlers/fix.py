@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 from telegram import Update
 
 from bot.context import CloneContext
-from bot.history import history_messages
+from bot.engine import NoAdapterError
+from bot.handlers.chat import HISTORY_READ_LIMIT, chat_records
 from storage.clone_turns import turn_for_message, turns_before
 from storage.corrections import ContextTurn, add_correction
 
@@ -20,6 +21,7 @@ NOT_A_REPLY = (
     "/fix sure, see you at 7"
 )
 EMPTY_FIX = "Write the better answer after /fix, e.g. /fix sure, see you at 7"
+NO_ADAPTER = "No adapter is serving right now, so I cannot tell what that reply answered."
 NOT_A_CLONE_MESSAGE = (
     "That message is not one of my replies as your clone, so there is nothing to correct. "
     "Reply with /fix to a message I wrote."
@@ -52,16 +54,18 @@ async def fix(update: Update, context: CloneContext) -> None:
         await message.reply_text(NOT_A_CLONE_MESSAGE)
         return
     clone_turn = stored.turn
-    before = await turns_before(
-        services.db,
-        chat.id,
-        stored.turn_id,
-        limit=services.settings.history_turns,
-        since=clone_turn.date - services.settings.session_gap,
-    )
+    before = await turns_before(services.db, chat.id, stored.turn_id, limit=HISTORY_READ_LIMIT)
+    try:
+        prompts = await services.engine.prompts()
+    except NoAdapterError:
+        await message.reply_text(NO_ADAPTER)
+        return
+    # The turns the corrected reply answered, shaped as the clone saw them.
+    records = await chat_records(services, chat.id, before)
+    shaped = prompts.turns(records, now=clone_turn.date)
     context_turns: list[ContextTurn] = [
         {"role": "assistant" if m["role"] == "assistant" else "user", "content": m["content"]}
-        for m in history_messages(before)
+        for m in (shaped.messages if shaped is not None else [])
     ]
     correction_id = await add_correction(
         services.db,

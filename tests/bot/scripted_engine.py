@@ -1,14 +1,41 @@
-"""A stand-in for the model engine (our own code, not a library mock): echoes, after a delay."""
+"""A stand-in for the model engine (our own code, not a library mock): echoes, after a delay.
+
+Its prompts are real: the Qwen2.5 tokenizer of tests/fixtures with a default clone.json, so the
+turns it receives are what the turn shaper makes for a real adapter.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
+from typing import Any
 
-from bot.engine import EnginePausedError
-from training.chat_format import ChatMessage
+from bot.engine import EnginePausedError, NoAdapterError
+from tests.tiny_model import TOKENIZER_DIR
+from training.chat_format import ChatMessage, CloneSpec
+from training.config import DatasetConfig, GenerationSettings
+from training.prompt import PromptBuilder
+
+
+@functools.cache
+def _tokenizer() -> Any:
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(TOKENIZER_DIR)
+
+
+def scripted_prompts(dataset: DatasetConfig | None = None) -> PromptBuilder:
+    """Prompts of an adapter trained with ``dataset`` (default rules) on Qwen2.5's template."""
+    tokenizer = _tokenizer()
+    spec = CloneSpec(
+        base_model="scripted",
+        dataset=dataset or DatasetConfig(),
+        chat_template=str(tokenizer.chat_template),
+    )
+    return PromptBuilder(spec, tokenizer, GenerationSettings(max_new_tokens=64))
 
 
 class ScriptedEngine:
@@ -21,6 +48,7 @@ class ScriptedEngine:
             ``piece_delay``): a reply that stalls partway.
         fail: raise an error that quotes the user's message, as careless library code might.
         reply: answer with this text instead of the echo.
+        dataset: the dataset rules of the adapter it stands for (default rules).
     """
 
     def __init__(
@@ -31,6 +59,7 @@ class ScriptedEngine:
         piece_delay: float = 0.0,
         piece_delays: Sequence[float] = (),
         reply: str | None = None,
+        dataset: DatasetConfig | None = None,
     ) -> None:
         self.delay = delay
         self.piece_delay = piece_delay
@@ -42,6 +71,7 @@ class ScriptedEngine:
         self.histories: list[list[ChatMessage]] = []
         self._adapter: Path | None = Path("scripted")
         self.released = False
+        self._prompts = scripted_prompts(dataset)
 
     @property
     def has_adapter(self) -> bool:
@@ -53,6 +83,11 @@ class ScriptedEngine:
 
     async def load_adapter(self, adapter_dir: Path) -> None:
         self._adapter = adapter_dir
+
+    async def prompts(self) -> PromptBuilder:
+        if self._adapter is None:
+            raise NoAdapterError("no adapter is loaded")
+        return self._prompts
 
     async def generate(self, history: Sequence[ChatMessage]) -> str:
         if self.paused or self.released:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from bot.reply_pipeline import LEARNING_TEXT
 from tests.adapters import greedy_reply
 from tests.bot.conftest import ALLOWED_ID, bot_settings, running_clone
 from tests.export_factory import OWNER_ID, full_export
@@ -41,6 +42,9 @@ async def test_export_retrain_and_reply(
         await fake_telegram.wait_for_message(
             OWNER_ID, lambda m: "already in progress" in m.get("text", "")
         )
+        # While the first adapter is trained and judged, the clone is learning, not untrained.
+        fake_telegram.send_text(FRIEND, QUESTION)
+        await fake_telegram.wait_for_message(ALLOWED_ID, lambda m: m.get("text") == LEARNING_TEXT)
         done = await fake_telegram.wait_for_message(
             OWNER_ID,
             lambda m: "finished" in m.get("text", "") or "failed" in m.get("text", ""),
@@ -49,7 +53,7 @@ async def test_export_retrain_and_reply(
         assert "finished: eval_loss" in done["text"], done["text"]
         assert "mean token accuracy" in done["text"]
         # Style checks of the new adapter on held-out conversations, and the loss curve.
-        assert "style: length gap" in done["text"]
+        assert "style: length gap" in done["text"] and done["text"].count("style:") == 1
         [photo] = await fake_telegram.wait_until(lambda: fake_telegram.calls_to("sendPhoto"))
         assert str(photo["chat_id"]) == str(OWNER_ID)
         assert "train and eval loss" in photo["caption"]

@@ -6,6 +6,7 @@ import asyncio
 import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -62,23 +63,50 @@ async def engine(fake_openai: FakeOpenAIServer, data_dir: Path) -> AsyncIterator
         await engine.close()
 
 
-async def test_sends_our_rendered_prompt_settings_and_stop_tokens(
+def prompt_text(body: dict[str, Any], adapter: Path) -> str:
+    """The prompt a completion request carried, as text (it is sent as token ids)."""
+    ids = body["prompt"]
+    assert isinstance(ids, list) and all(isinstance(i, int) for i in ids)
+    return str(load_adapter_tokenizer(adapter, "").decode(ids))
+
+
+async def test_sends_our_rendered_prompt_as_token_ids_with_settings_and_stop_tokens(
     engine: OpenAIEngine, fake_openai: FakeOpenAIServer, first: Path
 ) -> None:
     await engine.load_adapter(first)
     reply = await engine.generate(HISTORY)
     assert reply == "Привет, как ты?"
     [body] = fake_openai.bodies("completions")
-    expected = render_prompt(load_adapter_tokenizer(first, ""), load_clone_spec(first), HISTORY)
-    assert body["prompt"].encode("utf-8") == expected.encode("utf-8")
-    assert body["prompt"].endswith("<|im_start|>assistant\n")
+    tokenizer = load_adapter_tokenizer(first, "")
+    expected = render_prompt(tokenizer, load_clone_spec(first), HISTORY)
+    assert body["prompt"] == tokenizer(expected, add_special_tokens=False)["input_ids"]
+    assert prompt_text(body, first).encode("utf-8") == expected.encode("utf-8")
+    assert prompt_text(body, first).endswith("<|im_start|>assistant\n")
     assert body["model"] == engine.model_name
     assert body["stop"] == ["<|im_end|>", "<|endoftext|>"]
+    # vLLM matches stop strings in text without special tokens: the ids are what stops it.
+    assert body["stop_token_ids"] == tokenizer.convert_tokens_to_ids(
+        ["<|im_end|>", "<|endoftext|>"]
+    )
     assert body["stream"] is True
     # clone.json of make_adapter: greedy, 10 new tokens, Qwen's repetition penalty.
     assert body["temperature"] == 0.0
     assert body["max_tokens"] == 10
     assert body["repetition_penalty"] == 1.05
+
+
+async def test_text_prompt_format_sends_the_rendered_string(
+    fake_openai: FakeOpenAIServer, data_dir: Path, first: Path
+) -> None:
+    engine = OpenAIEngine(fake_openai.url, data_dir=data_dir, prompt_format="text")
+    try:
+        await engine.load_adapter(first)
+        await engine.generate(HISTORY)
+    finally:
+        await engine.close()
+    [body] = fake_openai.bodies("completions")
+    expected = render_prompt(load_adapter_tokenizer(first, ""), load_clone_spec(first), HISTORY)
+    assert body["prompt"] == expected
 
 
 async def test_overrides_reach_the_request(
@@ -129,7 +157,7 @@ async def test_swap_loads_the_new_lora_then_switches_and_unloads_the_old(
     assert fake_openai.bodies("unload_lora_adapter") == [{"lora_name": old_name}]
     assert [b["model"] for b in fake_openai.bodies("completions")] == [old_name, new_name]
     assert list(fake_openai.loaded) == [new_name]
-    prompt = fake_openai.bodies("completions")[-1]["prompt"]
+    prompt = prompt_text(fake_openai.bodies("completions")[-1], second)
     assert "You are me." in prompt, "the new adapter's own system prompt is used"
 
 
@@ -263,7 +291,7 @@ async def test_the_bot_answers_through_the_model_server(
         )
     assert reply["text"] == "Привет, как ты?"
     [body] = fake_openai.bodies("completions")
-    assert "Привет! Как дела?" in body["prompt"]
+    assert "Привет! Как дела?" in prompt_text(body, first)
     assert [b["lora_path"] for b in fake_openai.bodies("load_lora_adapter")] == [
         str(first.resolve())
     ]

@@ -17,6 +17,7 @@ from storage.clone_turns import add_clone_turn, link_sent_messages
 from storage.corrections import count_corrections, load_corrections
 from storage.db import Database
 from storage.importer import import_export
+from storage.models import CloneTurn
 from tests.bot.conftest import ALLOWED_ID, bot_settings, running_clone, settle
 from tests.bot.scripted_engine import ScriptedEngine
 from tests.export_factory import OWNER_ID, write_full_export
@@ -102,8 +103,8 @@ async def test_bad_fixes_get_help_and_store_nothing(
     async with running_clone(settings, lambda _: ScriptedEngine()) as app:
         db = _services(app).db
         now = datetime.now(UTC)
-        await add_clone_turn(db, OWNER_ID, "user", "hi", now)
-        turn_id = await add_clone_turn(db, OWNER_ID, "assistant", "re: hi", now)
+        await add_clone_turn(db, CloneTurn(OWNER_ID, "user", "hi", now))
+        turn_id = await add_clone_turn(db, CloneTurn(OWNER_ID, "assistant", "re: hi", now))
         await link_sent_messages(db, OWNER_ID, turn_id, [900])
         bot_user = fake_telegram.bot_user
         clone_message = builders.message(OWNER_CHAT, bot_user, text="re: hi", message_id=900)

@@ -43,8 +43,9 @@ async def test_the_clone_answers_a_mention_only_where_talk_is_on(
         fake_telegram.send_command(OWNER, "/talk on", chat=GROUP)
         await fake_telegram.wait_for_message(GROUP["id"], lambda m: m["text"] == TALK_ON)
         fake_telegram.push_update(_mention(fake_telegram, "hey @{bot}  how are you?"))
+        # In groups every other speaker's line is named, as in the training samples.
         await fake_telegram.wait_for_message(
-            GROUP["id"], lambda m: m["text"] == "re: hey how are you?"
+            GROUP["id"], lambda m: m["text"] == "re: Friend: hey how are you?"
         )
         # Unaddressed chatter and other groups stay unanswered.
         fake_telegram.send_text(FRIEND, "just talking among us", chat=GROUP)
@@ -61,7 +62,7 @@ async def test_the_clone_answers_a_mention_only_where_talk_is_on(
         await fake_telegram.wait_for_message(GROUP["id"], lambda m: m["text"] == TALK_OFF)
         fake_telegram.push_update(_mention(fake_telegram, "@{bot} still there?"))
         await settle(app, fake_telegram)
-    assert engine.histories == [[{"role": "user", "content": "hey how are you?"}]]
+    assert engine.histories == [[{"role": "user", "content": "Friend: hey how are you?"}]]
     assert not fake_telegram.sent_messages(OTHER_GROUP["id"])
 
 
@@ -73,16 +74,20 @@ async def test_a_reply_to_the_clone_in_a_group_is_answered_with_the_group_histor
         fake_telegram.send_command(OWNER, "/talk on", chat=GROUP)
         await settle(app, fake_telegram)
         fake_telegram.push_update(_mention(fake_telegram, "@{bot} hi"))
-        first = await fake_telegram.wait_for_message(GROUP["id"], lambda m: m["text"] == "re: hi")
+        first = await fake_telegram.wait_for_message(
+            GROUP["id"], lambda m: m["text"] == "re: Friend: hi"
+        )
         fake_telegram.push_update(
             builders.message_update(GROUP, FRIEND, "and then?", reply_to=first)
         )
-        await fake_telegram.wait_for_message(GROUP["id"], lambda m: m["text"] == "re: and then?")
+        await fake_telegram.wait_for_message(
+            GROUP["id"], lambda m: m["text"] == "re: Friend: and then?"
+        )
         await settle(app, fake_telegram)
     assert engine.histories[-1] == [
-        {"role": "user", "content": "hi"},
-        {"role": "assistant", "content": "re: hi"},
-        {"role": "user", "content": "and then?"},
+        {"role": "user", "content": "Friend: hi"},
+        {"role": "assistant", "content": "re: Friend: hi"},
+        {"role": "user", "content": "Friend: and then?"},
     ]
 
 

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import random
-from datetime import UTC, datetime
 
 import pytest
 
-from bot.history import history_messages
 from bot.replies import MAX_PARTS, reply_parts, settled_parts, split_message
-from storage.models import CloneTurn
 
 
 def test_short_reply_is_one_message() -> None:
@@ -88,20 +85,3 @@ def test_trailing_blanks_of_the_line_in_progress_settle_nothing() -> None:
 def test_a_blank_reply_has_no_parts() -> None:
     assert reply_parts("  \n ", split_lines=True) == []
     assert reply_parts("  \n ", split_lines=False) == []
-
-
-def _turn(role: str, text: str) -> CloneTurn:
-    return CloneTurn(chat_id=1, role=role, text=text, date=datetime.now(UTC))  # type: ignore[arg-type]
-
-
-def test_history_merges_bursts_and_starts_with_user() -> None:
-    turns = [
-        _turn("assistant", "old"),
-        _turn("user", "a"),
-        _turn("user", "b"),
-        _turn("assistant", "c"),
-    ]
-    assert history_messages(turns) == [
-        {"role": "user", "content": "a\nb"},
-        {"role": "assistant", "content": "c"},
-    ]

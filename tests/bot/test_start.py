@@ -8,6 +8,7 @@ from bot.handlers.start import HELP_TEXT, OWNER_HELP, RESET_TEXT
 from bot.services import Services
 from bot.settings import Settings
 from storage.clone_turns import add_clone_turn, recent_clone_turns
+from storage.models import CloneTurn
 from tests.bot.conftest import ALLOWED_ID, running_clone
 from tests.export_factory import OWNER_ID
 from tests.fake_telegram import builders
@@ -37,8 +38,8 @@ async def test_reset_forgets_only_this_chat(
         services = app.bot_data["services"]
         assert isinstance(services, Services)
         for chat_id in (ALLOWED_ID, OWNER_ID):
-            await add_clone_turn(services.db, chat_id, "user", "hello", now)
-            await add_clone_turn(services.db, chat_id, "assistant", "hi", now)
+            await add_clone_turn(services.db, CloneTurn(chat_id, "user", "hello", now))
+            await add_clone_turn(services.db, CloneTurn(chat_id, "assistant", "hi", now))
         fake_telegram.send_command(friend, "/reset")
         reply = await fake_telegram.wait_for_message(ALLOWED_ID)
         assert reply["text"] == RESET_TEXT["en"]

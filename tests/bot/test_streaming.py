@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from bot.engine import EngineBusyError, EngineUnavailableError
-from bot.handlers.chat import BUSY_TEXT, LEARNING_TEXT, UNAVAILABLE_TEXT
 from bot.handlers.errors import USER_ERROR_TEXT
 from bot.replies import reply_parts
+from bot.reply_pipeline import BUSY_TEXT, LEARNING_TEXT, UNAVAILABLE_TEXT
 from bot.services import Services
 from bot.settings import Settings
 from storage.clone_turns import turn_for_message

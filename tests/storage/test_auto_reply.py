@@ -4,15 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from storage.auto_reply import (
-    auto_reply_switch,
-    recent_chat_messages,
-    replying_connections,
-    set_auto_reply,
-)
+from storage.auto_reply import auto_reply_switch, replying_connections, set_auto_reply
 from storage.collection import BusinessConnectionRecord, save_business_connection
 from storage.db import Database
-from storage.messages import save_live_message
+from storage.messages import recent_chat_messages, save_live_message
 from storage.models import ChatRecord, MessageRecord
 
 OWNER = 1

@@ -32,7 +32,7 @@ async def test_histories_of_several_chats_match_one_chat_reads(db: Database) -> 
         for n in range(8):
             role: CloneRole = "user" if n % 2 == 0 else "assistant"
             await add_clone_turn(
-                db, chat_id, role, f"{chat_id}-{n}", NOW - timedelta(minutes=40 - n * 5)
+                db, CloneTurn(chat_id, role, f"{chat_id}-{n}", NOW - timedelta(minutes=40 - n * 5))
             )
     since = NOW - timedelta(minutes=30)
     many = await recent_clone_turns_of_chats(db, [1, 2, 3, 4], limit=3, since=since)

@@ -7,6 +7,7 @@ from typing import Any
 
 from storage.models import MessageRecord
 from training.dataset import DatasetBuild
+from training.samples import targets
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 OWNER_REPLY = "that sounds great, count me in for sure"
@@ -60,5 +61,10 @@ def all_samples(build: DatasetBuild) -> list[list[dict[str, str]]]:
 
 
 def contents(build: DatasetBuild, role: str) -> list[str]:
-    """Texts of every message of one role, in sample order."""
+    """Texts of every message of one role (context turns included), in sample order."""
     return [m["content"] for s in all_samples(build) for m in s if m["role"] == role]
+
+
+def trained(build: DatasetBuild) -> list[str]:
+    """Texts of the owner replies trained on (not context), in sample order."""
+    return [reply for sample in build.train + build.eval for reply in targets(sample)]

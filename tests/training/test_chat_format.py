@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from training.chat_format import (
     save_clone_spec,
     tokenize_for_training,
 )
-from training.config import GenerationSettings
+from training.config import DatasetConfig, GenerationSettings
 
 SYSTEM = "You are Alex. Reply as Alex would."
 TURNS: list[ChatMessage] = [
@@ -36,7 +37,9 @@ TURNS: list[ChatMessage] = [
 
 def _spec(tokenizer: Any) -> CloneSpec:
     return CloneSpec(
-        base_model="tiny", system_prompt=SYSTEM, chat_template=str(tokenizer.chat_template)
+        base_model="tiny",
+        dataset=DatasetConfig(system_prompt=SYSTEM),
+        chat_template=str(tokenizer.chat_template),
     )
 
 
@@ -109,6 +112,31 @@ def test_loss_mask_covers_exactly_owner_turns_and_their_im_end(qwen_tokenizer: A
     assert sum(1 for i, bit in zip(ids, mask, strict=True) if i == im_end and bit) == len(owner)
 
 
+def test_context_owner_turns_are_seen_but_not_trained(qwen_tokenizer: Any) -> None:
+    context: list[ChatMessage] = [
+        {**message, "weight": 0} if index in (1, 3) else message
+        for index, message in enumerate(TURNS)
+    ]
+    messages = build_messages(SYSTEM, context)
+    encoded = tokenize_for_training(qwen_tokenizer, messages, chat_template=None, max_length=4096)
+    ids, mask = encoded["input_ids"], encoded["assistant_masks"]
+    # The same text as without weights: the model sees the context turn...
+    plain = tokenize_for_training(
+        qwen_tokenizer, build_messages(SYSTEM, TURNS), chat_template=None, max_length=4096
+    )
+    assert ids == plain["input_ids"]
+    # ...but only the last owner turn is in the loss.
+    [(start, end)] = _runs(mask)
+    assert qwen_tokenizer.decode(ids[start:end]) == TURNS[5]["content"] + END_OF_TURN
+    with pytest.raises(ValueError, match="trained assistant turn"):
+        tokenize_for_training(
+            qwen_tokenizer,
+            [*messages[:-1], {**messages[-1], "weight": 0}],
+            chat_template=None,
+            max_length=4096,
+        )
+
+
 def test_too_long_samples_lose_their_oldest_pairs_not_the_last_reply(
     qwen_tokenizer: Any,
 ) -> None:
@@ -140,7 +168,7 @@ def test_training_samples_must_be_system_first_and_end_on_owner(qwen_tokenizer: 
 def test_clone_spec_round_trip(tmp_path: Path, qwen_tokenizer: Any) -> None:
     spec = CloneSpec(
         base_model="Qwen/Qwen2.5-7B-Instruct",
-        system_prompt=SYSTEM,
+        dataset=DatasetConfig(system_prompt=SYSTEM, merge_window=timedelta(minutes=5)),
         chat_template=str(qwen_tokenizer.chat_template),
         generation=GenerationSettings(temperature=0.5),
         metrics={"eval_loss": 1.5, "eval_mean_token_accuracy": 0.4},
@@ -150,7 +178,14 @@ def test_clone_spec_round_trip(tmp_path: Path, qwen_tokenizer: Any) -> None:
     path = save_clone_spec(tmp_path, spec)
     assert path == tmp_path / "clone.json"
     assert load_clone_spec(tmp_path) == spec
-    assert json.loads(path.read_text(encoding="utf-8"))["format_version"] == 1
+    saved = json.loads(path.read_text(encoding="utf-8"))
+    assert saved["format_version"] == 2 and saved["dataset"]["merge_window"] == 300
+    # A version-1 file (no dataset rules) reads with the shaping of its time.
+    del saved["dataset"]
+    saved["format_version"] = 1
+    path.write_text(json.dumps(saved), encoding="utf-8")
+    old = load_clone_spec(tmp_path)
+    assert old.system_prompt == SYSTEM and old.dataset.owner_starts == "drop"
 
 
 def test_load_clone_spec_errors_name_the_file(tmp_path: Path) -> None:

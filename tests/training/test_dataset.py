@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from storage.models import MessageRecord
-from tests.training.chat_builder import OWNER_REPLY, T0, Chat, all_samples, contents
+from tests.training.chat_builder import OWNER_REPLY, T0, Chat, all_samples, contents, trained
 from training.config import DatasetConfig
 from training.dataset import build_dataset, read_jsonl, write_jsonl
 
@@ -31,9 +31,20 @@ def test_a_late_unanswered_owner_message_opens_a_new_conversation() -> None:
     chat = Chat().friend().owner("on my way, will be there soon")
     chat.owner("I am here now, where are you all", after=timedelta(minutes=10))
     chat.friend("we are inside by the bar").owner()
-    dropped = build_dataset(chat.messages, CONFIG)
+    build = build_dataset(chat.messages, CONFIG)
+    assert build.conversations == 2
+    # The opener stays as context of the conversation it opens; it is never a target.
+    assert trained(build) == ["on my way, will be there soon", OWNER_REPLY]
+    opener = (build.train + build.eval)[1][1]
+    assert opener == {
+        "role": "assistant",
+        "content": "I am here now, where are you all",
+        "weight": 0,
+    }
+    assert build.stats["opener_context"] == 1 and "owner_opener" not in build.drops
+    dropped = build_dataset(chat.messages, DatasetConfig(system_prompt="SYS", owner_starts="drop"))
     assert contents(dropped, "assistant") == ["on my way, will be there soon", OWNER_REPLY]
-    assert dropped.drops["owner_opener"] == 1 and dropped.conversations == 2
+    assert dropped.drops["owner_opener"] == 1
     prompted = build_dataset(
         chat.messages, DatasetConfig(system_prompt="SYS", owner_starts="neutral_prompt")
     )
@@ -53,7 +64,7 @@ def test_a_gap_of_a_day_and_a_minute_starts_a_new_conversation() -> None:
 
 def test_every_drop_is_counted_with_its_reason() -> None:
     chat = Chat()
-    chat.owner("I start this chat with nothing before it, hello")  # owner_opener
+    chat.owner("I start this chat with nothing before it, hello")  # opener: context
     chat.friend("joined", kind="service")
     chat.friend("", kind="media")
     chat.friend("look at this thing here", forwarded_from="Some Channel")
@@ -78,7 +89,6 @@ def test_every_drop_is_counted_with_its_reason() -> None:
         "forwarded": 1,
         "media": 1,
         "near_duplicate": 1,
-        "owner_opener": 1,
         "prompt_without_reply": 1,
         "service": 1,
         "short_prompt": 1,
@@ -86,7 +96,18 @@ def test_every_drop_is_counted_with_its_reason() -> None:
         "technical": 3,
         "via_bot": 1,
     }
-    assert contents(build, "assistant") == [OWNER_REPLY]
+    assert trained(build) == [OWNER_REPLY]
+    assert build.stats["opener_context"] == 1
+    # Replies not trained on stay in the sample as context, in order; those after the last
+    # target are in no sample (nothing after them is trained).
+    assert contents(build, "assistant") == [
+        "I start this chat with nothing before it, hello",
+        "ok",
+        "😂😂 🎉",
+        "maybe later",
+        OWNER_REPLY,
+        OWNER_REPLY,
+    ]
     assert build.dropped_reply_words["short_reply"] == [2]
 
 

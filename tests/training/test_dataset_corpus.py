@@ -47,7 +47,13 @@ def _check(build: DatasetBuild) -> None:
     for sample in build.train + build.eval:
         roles = [m["role"] for m in sample]
         assert roles[0] == "system" and roles[-1] == "assistant"
-        assert roles[1:] == ["user", "assistant"] * ((len(roles) - 1) // 2)
+        assert sample[-1].get("weight", 1) == 1  # every sample ends on a trained reply
+        # Turns alternate; only an opening owner turn (context) may come without a prompt.
+        turns = roles[1:]
+        if turns[0] == "assistant":
+            assert sample[1]["weight"] == 0
+            turns = turns[1:]
+        assert turns == ["user", "assistant"] * (len(turns) // 2)
 
 
 @pytest.mark.parametrize("corpus", ["fixtures", "synthetic"])
@@ -65,7 +71,8 @@ def test_builds_are_deterministic_and_end_on_the_owner(corpus: str) -> None:
     assert build_dataset(messages, config).fingerprint == build.fingerprint
     if corpus == "synthetic":
         assert build.conversations > 1_000
-        assert {"filler", "duplicate", "owner_opener", "short_reply"} <= set(build.drops)
+        assert {"filler", "duplicate", "short_reply"} <= set(build.drops)
+        assert build.stats["opener_context"] > 0
 
 
 async def test_a_corpus_streamed_from_sqlite_builds_the_same(tmp_path: Path) -> None:

@@ -84,11 +84,25 @@ def test_datasets_must_match_the_system_prompt_and_have_eval(
     assert info["dropped_too_long"] == 0 and len(info["dataset_fingerprint"]) == 64
 
     write_jsonl(config.eval_file, [_sample(1, system="another prompt")])
-    with pytest.raises(ValueError, match="system_prompt"):
+    with pytest.raises(ValueError, match="system prompt"):
         load_datasets(config, qwen_tokenizer)
     write_jsonl(config.eval_file, [])
     with pytest.raises(ValueError, match="at least 1 eval sample"):
         load_datasets(config, qwen_tokenizer)
+
+
+def test_context_owner_turns_stay_out_of_the_loss_through_jsonl(
+    tmp_path: Path, qwen_tokenizer: Any
+) -> None:
+    config = TrainConfig.from_dict(json.loads(_write_run(tmp_path, "m").read_text()))
+    plain, _, _ = load_datasets(config, qwen_tokenizer)
+    context = [{**m, "weight": 0} if i == 2 else m for i, m in enumerate(_sample(0))]
+    write_jsonl(config.train_file, [context])  # type: ignore[list-item]
+    train, _, _ = load_datasets(config, qwen_tokenizer)
+    [row] = train
+    [first] = [r for r in plain if r["input_ids"] == row["input_ids"]]
+    reply_tokens = sum(first["assistant_masks"]) // 2
+    assert sum(row["assistant_masks"]) == reply_tokens  # the first reply is not trained
 
 
 def test_trl_builds_labels_from_the_assistant_masks(tmp_path: Path, tiny_model_dir: Path) -> None:
