@@ -31,7 +31,7 @@ Checked: no update lost (every message answered, none left unconfirmed) and each
 messages are exactly its replies' ``reply_parts``, in order.
 
 This process (the fake and the chats) freezes its heap out of full garbage collections, as
-the bot does (``bot.heap``): a collection of its own would stop the fake's clock.
+the bot does (``bot.engine.heap``): a collection of its own would stop the fake's clock.
 
 Variants: ``streaming`` (drafts, the default) and ``baseline`` (``REPLY_STREAMING=false``:
 the reply is sent when complete). Telegram's overall flood cap is off
@@ -60,8 +60,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from telegram import Bot, Update
 
-from bot.heap import freeze_long_lived
-from bot.replies import reply_parts
+from bot.engine.heap import freeze_long_lived
+from bot.replies.parts import reply_parts
 from bot.settings import Settings
 from tests.bot.conftest import running_clone
 from tests.bot.scripted_engine import ScriptedEngine

@@ -23,31 +23,10 @@ from telegram.ext import (
     filters,
 )
 
-from bot.auto_reply import AutoReplier, auto_replier, install_auto_replier
-from bot.chat_history import ChatHistory
-from bot.const import (
-    CMD_ADAPTERS,
-    CMD_AUTOREPLY,
-    CMD_CANCEL,
-    CMD_COLLECT,
-    CMD_FIX,
-    CMD_FORGET,
-    CMD_HELP,
-    CMD_PAUSE,
-    CMD_PROMOTE,
-    CMD_RESET,
-    CMD_RESUME,
-    CMD_RETRAIN,
-    CMD_ROLLBACK,
-    CMD_START,
-    CMD_STATS,
-    CMD_TALK,
-    FORGET_CALLBACK_PREFIX,
-    RATE_LIMIT_MAX_RETRIES,
-)
-from bot.context import CloneContext, set_services
-from bot.engine import ReplyEngine
-from bot.engine_factory import build_engine
+from bot.context import SERVICES_KEY, CloneContext, Services, set_services
+from bot.engine.base import ReplyEngine
+from bot.engine.factory import build_engine
+from bot.engine.heap import freeze_long_lived, unfreeze
 from bot.handlers.access import gate
 from bot.handlers.adapters import adapters, promote, rollback
 from bot.handlers.admin import cancel, retrain, stats
@@ -71,44 +50,43 @@ from bot.handlers.fix import fix
 from bot.handlers.group_talk import reply_in_group, talk
 from bot.handlers.start import reset, start
 from bot.handlers.upload import import_upload
-from bot.health import HealthServer
-from bot.heap import freeze_long_lived, unfreeze
-from bot.reply_scheduler import ReplyScheduler
-from bot.retrain import RetrainService
-from bot.run_status import owner_status_factory
-from bot.scheduler import build_scheduler, parse_cron
-from bot.services import Services
+from bot.replies.business import AutoReplier
+from bot.replies.history import ChatHistory
+from bot.replies.inbox import ReplyScheduler
+from bot.retrain.schedule import build_scheduler, parse_cron, schedule_retrain
+from bot.retrain.service import RetrainService
+from bot.retrain.status import owner_status_factory
 from bot.settings import Settings
-from bot.telegram_http import AiohttpRequest
+from bot.telegram.const import (
+    ADAPTERS,
+    AUTOREPLY,
+    CANCEL,
+    COLLECT,
+    FIX,
+    FORGET,
+    FORGET_CALLBACK_PREFIX,
+    HELP,
+    PAUSE,
+    PROMOTE,
+    RATE_LIMIT_MAX_RETRIES,
+    RESET,
+    RESUME,
+    RETRAIN,
+    ROLLBACK,
+    START,
+    STATS,
+    TALK,
+    commands_for,
+)
+from bot.telegram.health import HealthServer
+from bot.telegram.http import AiohttpRequest
 from storage.db import Database
 from storage.runs import current_adapter
 
 logger = logging.getLogger(__name__)
 
-PUBLIC_COMMANDS = [
-    BotCommand(CMD_START, "What this bot is"),
-    BotCommand(CMD_HELP, "What this bot is"),
-    BotCommand(CMD_RESET, "Start a new conversation"),
-]
-OWNER_COMMANDS = [
-    *PUBLIC_COMMANDS,
-    BotCommand(CMD_RETRAIN, "Train a new adapter now"),
-    BotCommand(CMD_CANCEL, "Stop the running training"),
-    BotCommand(CMD_STATS, "Data and training figures"),
-    BotCommand(CMD_PAUSE, "Pause live collection"),
-    BotCommand(CMD_RESUME, "Resume live collection"),
-    BotCommand(CMD_FORGET, "Delete collected messages (all or one chat)"),
-    BotCommand(CMD_ADAPTERS, "List trained adapters"),
-    BotCommand(CMD_PROMOTE, "Serve adapter ID"),
-    BotCommand(CMD_ROLLBACK, "Serve the previous adapter"),
-    BotCommand(CMD_TALK, "In a group: answer when mentioned, on/off"),
-    BotCommand(CMD_AUTOREPLY, "Answer as you in Business chats: on/off"),
-    BotCommand(CMD_FIX, "Reply to my message: the answer you'd give"),
-]
 
 AnyApplication = Application[Any, Any, Any, Any, Any, Any]
-
-HEALTH_KEY = "health_server"
 
 
 EngineFactory = Callable[[Settings], ReplyEngine]
@@ -158,21 +136,21 @@ def build_application(
     # Group -1: the access gate stops everything it does not allow.
     application.add_handler(TypeHandler(Update, gate), group=-1)
     # Group 0: commands, buttons, uploads, then talk with the clone.
-    application.add_handler(CommandHandler([CMD_START, CMD_HELP], start))
-    application.add_handler(CommandHandler(CMD_RESET, reset))
-    application.add_handler(CommandHandler(CMD_RETRAIN, retrain))
-    application.add_handler(CommandHandler(CMD_CANCEL, cancel))
-    application.add_handler(CommandHandler(CMD_STATS, stats))
-    application.add_handler(CommandHandler(CMD_COLLECT, collect))
-    application.add_handler(CommandHandler(CMD_TALK, talk))
-    application.add_handler(CommandHandler(CMD_PAUSE, pause))
-    application.add_handler(CommandHandler(CMD_RESUME, resume))
-    application.add_handler(CommandHandler(CMD_FORGET, forget_command))
-    application.add_handler(CommandHandler(CMD_ADAPTERS, adapters))
-    application.add_handler(CommandHandler(CMD_PROMOTE, promote))
-    application.add_handler(CommandHandler(CMD_ROLLBACK, rollback))
-    application.add_handler(CommandHandler(CMD_AUTOREPLY, autoreply))
-    application.add_handler(CommandHandler(CMD_FIX, fix))
+    application.add_handler(CommandHandler([START.name, HELP.name], start))
+    application.add_handler(CommandHandler(RESET.name, reset))
+    application.add_handler(CommandHandler(RETRAIN.name, retrain))
+    application.add_handler(CommandHandler(CANCEL.name, cancel))
+    application.add_handler(CommandHandler(STATS.name, stats))
+    application.add_handler(CommandHandler(COLLECT.name, collect))
+    application.add_handler(CommandHandler(TALK.name, talk))
+    application.add_handler(CommandHandler(PAUSE.name, pause))
+    application.add_handler(CommandHandler(RESUME.name, resume))
+    application.add_handler(CommandHandler(FORGET.name, forget_command))
+    application.add_handler(CommandHandler(ADAPTERS.name, adapters))
+    application.add_handler(CommandHandler(PROMOTE.name, promote))
+    application.add_handler(CommandHandler(ROLLBACK.name, rollback))
+    application.add_handler(CommandHandler(AUTOREPLY.name, autoreply))
+    application.add_handler(CommandHandler(FIX.name, fix))
     application.add_handler(
         CallbackQueryHandler(forget_confirmed, pattern=f"^{FORGET_CALLBACK_PREFIX}")
     )
@@ -212,6 +190,8 @@ def _post_init(settings: Settings, engine_factory: EngineFactory) -> Any:
             except TelegramError:
                 logger.warning("could not send the owner a photo", exc_info=True)
 
+        # Created before the retrain service it triggers, so that it is closed after it.
+        scheduler = build_scheduler(settings)
         retrain_service = RetrainService(
             settings,
             db,
@@ -220,30 +200,16 @@ def _post_init(settings: Settings, engine_factory: EngineFactory) -> Any:
             status_for_run=owner_status_factory(application.bot, settings.owner_id),
             notify_photo=notify_owner_photo,
         )
-        scheduler = build_scheduler(settings, retrain_service)
+        schedule_retrain(scheduler, settings, retrain_service.run)
         scheduler.start()
-        set_services(
-            application,
-            Services(
-                settings,
-                db,
-                engine,
-                retrain_service,
-                scheduler,
-                ReplyScheduler(settings.reply_quiet_seconds),
-                ChatHistory(db),
-            ),
+        business = AutoReplier(
+            settings,
+            db,
+            engine,
+            application.bot,
+            on_error=lambda exc: application.process_error(None, exc),
         )
-        install_auto_replier(
-            application,
-            AutoReplier(
-                settings,
-                db,
-                engine,
-                application.bot,
-                on_error=lambda exc: application.process_error(None, exc),
-            ),
-        )
+        health = None
         if settings.health_port:
             health = HealthServer(
                 settings.health_listen,
@@ -252,7 +218,20 @@ def _post_init(settings: Settings, engine_factory: EngineFactory) -> Any:
                 adapter=lambda: engine.adapter_dir,
             )
             await health.start()
-            application.bot_data[HEALTH_KEY] = health
+        set_services(
+            application,
+            Services(
+                settings,
+                db,
+                engine,
+                scheduler,
+                retrain_service,
+                ReplyScheduler(settings.reply_quiet_seconds),
+                ChatHistory(db),
+                business,
+                health,
+            ),
+        )
         await _set_commands(application, settings)
         adapter = await current_adapter(db)
         if adapter is not None:
@@ -264,33 +243,23 @@ def _post_init(settings: Settings, engine_factory: EngineFactory) -> Any:
     return post_init
 
 
+def _menu(*, owner: bool) -> list[BotCommand]:
+    return [BotCommand(c.name, c.description) for c in commands_for(owner=owner)]
+
+
 async def _set_commands(application: AnyApplication, settings: Settings) -> None:
-    await application.bot.set_my_commands(PUBLIC_COMMANDS, scope=BotCommandScopeDefault())
+    await application.bot.set_my_commands(_menu(owner=False), scope=BotCommandScopeDefault())
     for user_id in sorted({settings.owner_id, *settings.admin_ids}):
         try:
             await application.bot.set_my_commands(
-                OWNER_COMMANDS, scope=BotCommandScopeChat(user_id)
+                _menu(owner=True), scope=BotCommandScopeChat(user_id)
             )
         except TelegramError:  # they have not opened a chat with the bot yet
             logger.info("owner command menu not set for %s: no chat with them yet", user_id)
 
 
 async def _post_shutdown(application: AnyApplication) -> None:
-    health = application.bot_data.pop(HEALTH_KEY, None)
-    if isinstance(health, HealthServer):
-        await health.close()
-    replier = auto_replier(application)
-    if replier is not None:
-        await replier.close()
-    services = application.bot_data.get("services")
-    if not isinstance(services, Services):
-        return
-    # Before the scheduler, which cancels its running jobs: a training process keeps running
-    # (the next start follows it again); only the following stops.
-    await services.retrain.shutdown()
-    services.scheduler.shutdown(wait=False)
-    await services.replies.close()
-    await services.history.close()
-    await services.engine.close()
-    await services.db.close()
+    services = application.bot_data.get(SERVICES_KEY)
+    if isinstance(services, Services):
+        await services.close()
     unfreeze()

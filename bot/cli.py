@@ -41,7 +41,7 @@ def run_bot(settings: Settings) -> int:
     from telegram import Update
 
     from bot.app import build_application
-    from bot.webhook import webhook_options
+    from bot.telegram.webhook import webhook_options
 
     application = build_application(settings)
     options = webhook_options(settings)
@@ -65,8 +65,7 @@ def import_file(
     settings: Settings, path: Path, owner_id: int | None, owner_name: str | None
 ) -> int:
     """Import a Telegram Desktop export (result.json, a .zip of the folder, or HTML)."""
-    from bot.import_report import format_import_report
-    from bot.progress import TerminalProgress
+    from bot.telegram.import_status import TerminalProgress, format_import_report
     from storage.db import Database
     from storage.errors import ExportError
     from storage.importer import import_export
@@ -167,7 +166,7 @@ def _optional_tokenizer(source: str) -> Any:
 
 def train(settings: Settings) -> int:
     """Train an adapter now, in the foreground, from everything stored; promote it on success."""
-    from bot.retrain import RetrainService
+    from bot.retrain.service import RetrainService
     from storage.db import Database
 
     async def say(text: str) -> None:

@@ -1,14 +1,60 @@
-"""A typed callback context, so handlers get `context.services` instead of dict look-ups."""
+"""The bot's long-lived objects and the typed callback context that reaches them.
+
+``Services`` is built in post_init and closed in post_shutdown (in reverse order of
+creation); handlers get it as ``context.services`` instead of dict look-ups.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from telegram.ext import Application, CallbackContext, ExtBot
 
-from bot.services import Services
+from bot.engine.base import ReplyEngine
+from bot.replies.business import AutoReplier
+from bot.replies.history import ChatHistory
+from bot.replies.inbox import ReplyScheduler
+from bot.retrain.service import RetrainService
+from bot.settings import Settings
+from bot.telegram.health import HealthServer
+from storage.db import Database
+from storage.models import CloneTurn
 
 SERVICES_KEY = "services"
+
+
+@dataclass
+class Services:
+    """The bot's long-lived objects, one of each per application, in order of creation.
+
+    ``close`` closes them in reverse order: the replies stop before the engine and the
+    database they use; the retrain service stops following its run (the training process
+    goes on; the next start follows it again) before the scheduler cancels its jobs.
+    """
+
+    settings: Settings
+    db: Database
+    engine: ReplyEngine
+    scheduler: AsyncIOScheduler
+    retrain: RetrainService
+    replies: ReplyScheduler[CloneTurn]
+    history: ChatHistory
+    business: AutoReplier
+    health: HealthServer | None = None
+
+    async def close(self) -> None:
+        """Close everything, newest first (see the class docstring)."""
+        if self.health is not None:
+            await self.health.close()
+        await self.business.close()
+        await self.history.close()
+        await self.replies.close()
+        await self.retrain.shutdown()
+        self.scheduler.shutdown(wait=False)
+        await self.engine.close()
+        await self.db.close()
 
 
 class CloneContext(CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any], dict[Any, Any]]):

@@ -22,8 +22,8 @@ from telegram import Update
 from telegram.error import TelegramError
 from telegram.ext import ApplicationHandlerStop
 
-from bot.const import OWNER_COMMANDS
 from bot.context import CloneContext
+from bot.telegram.const import OWNER_COMMANDS
 
 logger = logging.getLogger(__name__)
 

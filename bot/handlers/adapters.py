@@ -7,8 +7,7 @@ from pathlib import Path
 
 from telegram import Update
 
-from bot.context import CloneContext
-from bot.services import Services
+from bot.context import CloneContext, Services
 from storage.models import AdapterRecord
 from storage.runs import current_adapter, get_adapter, list_adapters, promote_adapter
 

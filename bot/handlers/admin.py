@@ -9,11 +9,11 @@ from pathlib import Path
 
 from telegram import Update
 
-from bot.const import RETRAIN_JOB_ID
 from bot.context import CloneContext
-from bot.retrain import RunAlreadyActiveError
+from bot.retrain.figures import adapter_lines, run_lines, style_legend
+from bot.retrain.service import RunAlreadyActiveError
 from bot.run_setup import build_corpus_dataset, dataset_config
-from bot.stats_format import adapter_lines, run_lines, style_legend
+from bot.telegram.const import RETRAIN_JOB_ID
 from storage.collection import collection_paused
 from storage.corrections import count_corrections
 from storage.messages import chat_titles, corpus_counts

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from telegram import Update
 
-from bot.auto_reply import auto_reply_on
 from bot.context import CloneContext
+from bot.replies.business import auto_reply_on
 from storage.auto_reply import replying_connections, set_auto_reply
 
 USAGE = (

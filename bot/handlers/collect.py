@@ -11,9 +11,8 @@ import logging
 from telegram import BusinessConnection, Message, Update
 from telegram.ext import ApplicationHandlerStop
 
-from bot.auto_reply import auto_replier
 from bot.context import CloneContext
-from bot.live_records import chat_record, edit_time, message_record, text_and_kind
+from bot.telegram.records import chat_record, edit_time, message_record, text_and_kind
 from storage.collection import (
     BusinessConnectionRecord,
     collection_paused,
@@ -104,9 +103,8 @@ async def on_business_message(update: Update, context: CloneContext) -> None:
     edited = update.edited_business_message is not None
     if not await collection_paused(services.db):
         await _store(services.db, message, connection.user_id, edited)
-    replier = auto_replier(context.application)
-    if replier is not None and not edited:
-        await replier.consider(message, connection)
+    if not edited:
+        await services.business.consider(message, connection)
     raise ApplicationHandlerStop
 
 

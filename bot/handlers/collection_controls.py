@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 
-from bot.const import FORGET_CALLBACK_PREFIX
 from bot.context import CloneContext
-from bot.live_records import chat_record
+from bot.telegram.const import FORGET_CALLBACK_PREFIX
+from bot.telegram.records import chat_record
 from storage.collection import (
     count_messages,
     forget,

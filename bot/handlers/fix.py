@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 from telegram import Update
 
 from bot.context import CloneContext
-from bot.engine import NoAdapterError
-from bot.handlers.chat import HISTORY_READ_LIMIT, chat_records
+from bot.engine.base import NoAdapterError
+from bot.replies.chats import HISTORY_READ_LIMIT, chat_records
 from storage.clone_turns import turn_for_message, turns_before
 from storage.corrections import ContextTurn, add_correction
 
@@ -61,7 +61,7 @@ async def fix(update: Update, context: CloneContext) -> None:
         await message.reply_text(NO_ADAPTER)
         return
     # The turns the corrected reply answered, shaped as the clone saw them.
-    records = await chat_records(services, chat.id, before)
+    records = await chat_records(services.db, chat.id, before)
     shaped = prompts.turns(records, now=clone_turn.date)
     context_turns: list[ContextTurn] = [
         {"role": "assistant" if m["role"] == "assistant" else "user", "content": m["content"]}

@@ -7,6 +7,7 @@ from typing import Literal
 from telegram import Update
 
 from bot.context import CloneContext
+from bot.telegram.const import COMMANDS
 from storage.clone_turns import clear_clone_turns
 
 Language = Literal["en", "ru"]
@@ -25,14 +26,17 @@ HELP_TEXT: dict[Language, str] = {
         "заново."
     ),
 }
-OWNER_HELP = (
-    "\n\nOwner commands:\n"
-    "• send a Telegram Desktop export (result.json, a .zip of the folder, or messages.html)\n"
-    "• /retrain trains a new adapter now, /cancel stops it\n"
-    "• /adapters, /promote ID, /rollback switch what serves\n"
-    "• /stats for data and training figures\n"
-    "• /collect on|off in a group; /pause, /resume; /forget all|CHAT_ID"
+OWNER_HELP = "\n\nOwner commands:\n" + "\n".join(
+    [
+        "• send a Telegram Desktop export (result.json, a .zip of the folder, or messages.html)",
+        *(
+            f"• /{c.name}{' ' + c.arguments if c.arguments else ''}: {c.description}"
+            for c in COMMANDS
+            if c.access == "owner"
+        ),
+    ]
 )
+"""What the owner's /start and /help add: the owner's commands, from the command table."""
 RESET_TEXT: dict[Language, str] = {
     "en": "Done: I forgot our conversation so far.",
     "ru": "Готово: я забыл наш разговор.",

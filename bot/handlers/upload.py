@@ -7,10 +7,9 @@ from pathlib import Path
 
 from telegram import Update
 
-from bot.const import CLOUD_DOWNLOAD_LIMIT_BYTES, EXPORT_SUFFIXES
 from bot.context import CloneContext
-from bot.import_report import format_import_report
-from bot.progress import TelegramProgress
+from bot.telegram.const import CLOUD_DOWNLOAD_LIMIT_BYTES, EXPORT_SUFFIXES
+from bot.telegram.import_status import TelegramProgress, format_import_report
 from storage.errors import ExportError
 from storage.importer import import_export
 

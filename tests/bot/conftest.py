@@ -12,7 +12,7 @@ import pytest
 from telegram.ext import Application
 
 from bot.app import EngineFactory, build_application
-from bot.engine_factory import build_engine
+from bot.engine.factory import build_engine
 from bot.settings import Settings
 from tests.export_factory import OWNER_ID
 from tests.fake_telegram.server import FakeTelegramServer

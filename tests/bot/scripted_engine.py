@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from bot.engine import EnginePausedError, NoAdapterError
+from bot.engine.base import EnginePausedError, NoAdapterError
 from tests.tiny_model import TOKENIZER_DIR
 from training.chat_format import ChatMessage, CloneSpec
 from training.config import DatasetConfig, GenerationSettings

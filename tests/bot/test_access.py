@@ -8,10 +8,10 @@ from pathlib import Path
 
 from telegram.ext import Application
 
-from bot.const import OWNER_COMMANDS
+from bot.context import Services
 from bot.handlers.access import REFUSE_OWNER_ONLY, REFUSE_STRANGER, DailyRefusals
-from bot.services import Services
 from bot.settings import Settings
+from bot.telegram.const import OWNER_COMMANDS
 from storage.clone_turns import recent_clone_turns
 from storage.messages import corpus_counts
 from storage.runs import latest_run

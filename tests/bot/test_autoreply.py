@@ -9,9 +9,9 @@ from typing import Any
 from telegram import Message
 from telegram.ext import Application
 
-from bot.auto_reply import AutoReplier, auto_replier
+from bot.context import Services
 from bot.handlers.autoreply import NO_REPLY_RIGHTS, SWITCHED_OFF, SWITCHED_ON
-from bot.services import Services
+from bot.replies.business import AutoReplier
 from bot.settings import Settings
 from storage.auto_reply import auto_reply_switch, recent_auto_replies
 from storage.collection import BusinessConnectionRecord, forget, get_business_connection
@@ -37,9 +37,7 @@ def _services(app: Any) -> Services:
 
 
 def _replier(app: Any) -> AutoReplier:
-    replier = auto_replier(app)
-    assert replier is not None
-    return replier
+    return _services(app).business
 
 
 def _biz(text: str, message_id: int, sender: dict[str, Any] = FRIEND, **kw: Any) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from bot.services import Services
+from bot.context import Services
 from storage.runs import current_adapter, latest_run
 from tests.bot.conftest import bot_settings, running_clone
 from tests.export_factory import OWNER_ID, full_export

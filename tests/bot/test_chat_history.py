@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.chat_history import ChatHistory, _Batcher
+from bot.replies.history import ChatHistory, _Batcher
 from storage.clone_turns import Exchange, recent_clone_turns
 from storage.db import Database
 from storage.models import CloneTurn

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from bot.reply_pipeline import LEARNING_TEXT
+from bot.replies.pipeline import LEARNING_TEXT
 from tests.adapters import greedy_reply
 from tests.bot.conftest import ALLOWED_ID, bot_settings, running_clone
 from tests.export_factory import OWNER_ID, full_export

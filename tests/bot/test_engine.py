@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.engine import CloneEngine, NoAdapterError
+from bot.engine.base import NoAdapterError
+from bot.engine.local import CloneEngine
 from tests.adapters import greedy_reply, make_adapter
 
 QUESTION = "Как дела?"

@@ -12,18 +12,14 @@ from typing import Any
 import pytest
 from safetensors import SafetensorError
 
-from bot.engine import (
-    CloneEngine,
-    EngineBusyError,
-    EnginePausedError,
-    NoAdapterError,
-)
-from bot.generation_stream import (
+from bot.engine.base import EngineBusyError, EnginePausedError, NoAdapterError
+from bot.engine.batch import (
     IncrementalDecoder,
     StreamTarget,
     streamer_class,
     token_id,
 )
+from bot.engine.local import CloneEngine
 from tests.adapters import greedy_reply, make_adapter
 from training.chat_format import STOP_TOKENS, ChatMessage
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from bot.engine import EngineUnavailableError, GenerationOverrides, NoAdapterError
-from bot.openai_engine import AdapterRejectedError, OpenAIEngine
+from bot.engine.base import EngineUnavailableError, GenerationOverrides, NoAdapterError
+from bot.engine.openai_server import AdapterRejectedError, OpenAIEngine
 from storage.db import Database
 from storage.runs import add_adapter
 from tests.adapters import make_adapter

@@ -11,9 +11,10 @@ from typing import Any
 
 import pytest
 
-from bot.engine import CloneEngine, GenerationOverrides
-from bot.engine_factory import build_engine, generation_overrides
-from bot.openai_engine import OpenAIEngine
+from bot.engine.base import GenerationOverrides
+from bot.engine.factory import build_engine, generation_overrides
+from bot.engine.local import CloneEngine
+from bot.engine.openai_server import OpenAIEngine
 from bot.settings import Settings, SettingsError, load_settings
 from tests.adapters import greedy_reply, make_adapter
 from training.chat_format import ChatMessage

@@ -91,7 +91,7 @@ async def test_a_failing_reply_is_one_line_to_the_user_and_a_condensed_note_to_t
     assert note["text"].splitlines()[1] == "RuntimeError"
     assert f"in chat {ALLOWED_ID}" in note["text"]
     assert "tests/bot/scripted_engine.py:" in note["text"]
-    assert "bot/streaming.py:" in note["text"]
+    assert "bot/replies/streaming.py:" in note["text"]
     assert "4321" not in note["text"]
     logged = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("bot"))
     assert "in generate" in logged, "the traceback reaches the log"

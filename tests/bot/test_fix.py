@@ -9,9 +9,9 @@ from typing import Any
 
 from telegram.ext import Application
 
+from bot.context import Services
 from bot.handlers.fix import EMPTY_FIX, NOT_A_CLONE_MESSAGE, NOT_A_REPLY, NOTED
 from bot.run_setup import prepare_run
-from bot.services import Services
 from bot.settings import Settings
 from storage.clone_turns import add_clone_turn, link_sent_messages
 from storage.corrections import count_corrections, load_corrections

@@ -15,7 +15,7 @@ import httpx
 import pytest
 import yaml
 
-from bot.health import HealthServer
+from bot.telegram.health import HealthServer
 from tests.bot.conftest import bot_settings, running_clone
 from tests.bot.scripted_engine import ScriptedEngine
 from tests.fake_telegram.server import FakeTelegramServer

@@ -8,7 +8,7 @@ from pathlib import Path
 from peft import PeftModel
 from telegram.ext import Application
 
-from bot.engine import CloneEngine
+from bot.engine.local import CloneEngine
 from bot.settings import Settings
 from tests.adapters import make_adapter
 from tests.bot.conftest import running_clone

@@ -8,7 +8,7 @@ from typing import Any
 
 from telegram.ext import Application
 
-from bot.services import Services
+from bot.context import Services
 from bot.settings import Settings
 from storage.importer import import_export
 from storage.messages import load_corpus

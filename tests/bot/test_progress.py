@@ -6,7 +6,7 @@ import io
 
 from telegram.ext import Application
 
-from bot.progress import TelegramProgress, TerminalProgress, describe_progress
+from bot.telegram.import_status import TelegramProgress, TerminalProgress, describe_progress
 from storage.models import ImportProgress
 from tests.fake_telegram.server import FakeTelegramServer
 

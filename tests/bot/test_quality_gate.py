@@ -6,9 +6,8 @@ from pathlib import Path
 
 from telegram.ext import Application
 
-from bot.quality_gate import decide
-from bot.retrain import RetrainService
-from bot.services import Services
+from bot.context import Services
+from bot.retrain.service import RetrainService
 from bot.settings import Settings
 from storage.db import Database
 from storage.importer import import_export
@@ -18,6 +17,7 @@ from tests.bot.conftest import running_clone
 from tests.export_factory import OWNER_ID, write_full_export
 from tests.fake_telegram import builders
 from tests.fake_telegram.server import FakeTelegramServer
+from training.gate import decide
 
 OWNER = builders.user(OWNER_ID, "Owner")
 

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from bot.replies import MAX_PARTS, reply_parts, settled_parts, split_message
+from bot.replies.parts import MAX_PARTS, reply_parts, settled_parts, split_message
 
 
 def test_short_reply_is_one_message() -> None:

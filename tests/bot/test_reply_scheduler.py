@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
-from bot.reply_scheduler import ReplyScheduler
+from bot.replies.inbox import ReplyScheduler
 
 
 class Replies:

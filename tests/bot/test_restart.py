@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from bot.retrain import RetrainService
-from bot.services import Services
+from bot.context import Services
+from bot.retrain.service import RetrainService
 from bot.settings import Settings
 from storage.db import Database
 from storage.importer import import_export

@@ -10,8 +10,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from bot.retrain import RetrainService, RunAlreadyActiveError
-from bot.scheduler import build_scheduler
+from bot.retrain.schedule import build_scheduler, schedule_retrain
+from bot.retrain.service import RetrainService, RunAlreadyActiveError
 from bot.settings import Settings
 from storage.db import Database
 from storage.importer import import_export
@@ -81,7 +81,8 @@ async def test_active_run_blocks_a_second_one(db: Database, tmp_path: Path) -> N
 async def test_cron_schedules_the_retrain_job(db: Database, tmp_path: Path) -> None:
     settings = _settings(tmp_path, retrain_cron="0 4 * * 0", timezone="Europe/Moscow")
     service = RetrainService(settings, db, None, Inbox())
-    scheduler = build_scheduler(settings, service)
+    scheduler = build_scheduler(settings)
+    schedule_retrain(scheduler, settings, service.run)
     scheduler.start(paused=True)
     try:
         job = scheduler.get_job("retrain-cron")

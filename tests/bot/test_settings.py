@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.scheduler import parse_cron
+from bot.retrain.schedule import parse_cron
 from bot.settings import Settings, SettingsError, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]

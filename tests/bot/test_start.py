@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from bot.context import Services
 from bot.handlers.start import HELP_TEXT, OWNER_HELP, RESET_TEXT
-from bot.services import Services
 from bot.settings import Settings
 from storage.clone_turns import add_clone_turn, recent_clone_turns
 from storage.models import CloneTurn

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from bot.retrain.figures import STYLE_LEGEND, format_style
 from bot.settings import Settings
-from bot.stats_format import STYLE_LEGEND, format_style
 from storage.db import Database
 from storage.runs import add_adapter, create_run, finish_run
 from tests.bot.conftest import running_clone

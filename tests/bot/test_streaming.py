@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from bot.engine import EngineBusyError, EngineUnavailableError
+from bot.context import Services
+from bot.engine.base import EngineBusyError, EngineUnavailableError
 from bot.handlers.errors import USER_ERROR_TEXT
-from bot.replies import reply_parts
-from bot.reply_pipeline import BUSY_TEXT, LEARNING_TEXT, UNAVAILABLE_TEXT
-from bot.services import Services
+from bot.replies.parts import reply_parts
+from bot.replies.pipeline import BUSY_TEXT, LEARNING_TEXT, UNAVAILABLE_TEXT
 from bot.settings import Settings
 from storage.clone_turns import turn_for_message
 from tests.bot.conftest import ALLOWED_ID, running_clone, settle

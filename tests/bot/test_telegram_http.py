@@ -10,7 +10,7 @@ import pytest
 from telegram import Bot
 from telegram.error import InvalidToken, NetworkError, TimedOut
 
-from bot.telegram_http import CONNECT_TIMEOUT_MESSAGE, AiohttpRequest
+from bot.telegram.http import CONNECT_TIMEOUT_MESSAGE, AiohttpRequest
 from tests.fake_telegram import builders
 from tests.fake_telegram.server import FakeTelegramServer
 from tests.fake_telegram.wire import UploadedFile

@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from bot import reply_pipeline
+from bot.replies import pipeline
 from bot.settings import Settings
 from tests.bot.conftest import ALLOWED_ID, running_clone, settle
 from tests.bot.scripted_engine import ScriptedEngine
@@ -20,8 +20,8 @@ REPLY = "a b c d"
 
 @pytest.fixture
 def quick_renewals(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(reply_pipeline, "TYPING_AFTER_SECONDS", 0.1)
-    monkeypatch.setattr(reply_pipeline, "TYPING_RENEW_SECONDS", RENEW)
+    monkeypatch.setattr(pipeline, "TYPING_AFTER_SECONDS", 0.1)
+    monkeypatch.setattr(pipeline, "TYPING_RENEW_SECONDS", RENEW)
 
 
 def _actions(server: FakeTelegramServer) -> list[float]:

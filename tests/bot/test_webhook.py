@@ -11,7 +11,7 @@ from telegram import Update
 from bot.app import build_application
 from bot.cli import main
 from bot.settings import SettingsError, load_settings
-from bot.webhook import webhook_options
+from bot.telegram.webhook import webhook_options
 from tests.bot.conftest import bot_settings
 from tests.bot.scripted_engine import ScriptedEngine
 from tests.bot.test_health import free_port

@@ -16,12 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bot.engine import ReplyEngine
-from bot.quality_gate import GateDecision, decide
+from bot.engine.base import ReplyEngine
+from bot.retrain.figures import describe_metrics, format_style
 from bot.run_setup import RunSetupError, prepare_run
 from bot.runner_factory import make_runner
 from bot.settings import Settings
-from bot.stats_format import describe_metrics, format_style
 from storage.db import Database
 from storage.models import TrainingRun
 from storage.runs import (
@@ -39,6 +38,7 @@ from storage.runs import (
     unfinished_runs,
 )
 from training.config import TrainConfig
+from training.gate import GateDecision, decide
 from training.loss_curve import NothingToPlotError, save_loss_curve
 from training.runner import EvaluationError, evaluate_in_child
 from training.runners import RunDetachedError, RunHandle, Runner, RunOutcome

@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 import httpx
 
-from bot.engine import (
+from bot.engine.base import (
     EngineUnavailableError,
     GenerationOverrides,
     NoAdapterError,

@@ -8,7 +8,7 @@ from typing import Any
 
 from telegram import Bot, Message
 
-from bot.status_message import StatusMessage
+from bot.telegram.status_message import StatusMessage
 
 
 def _eta(elapsed: float, step: int, max_steps: int) -> str:

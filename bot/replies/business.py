@@ -3,7 +3,7 @@
 Off by default (``AUTO_REPLY``); the owner switches it with ``/autoreply on|off``. A message
 from the other side of a chat whose Business connection is enabled and may reply waits for
 the same quiet period as a chat with the clone, then gets one reply, sent on the owner's
-behalf through the connection, by the one reply pipeline (``bot.reply_pipeline``). The
+behalf through the connection, by the one reply pipeline (``bot.replies.pipeline``). The
 history is the chat's stored messages (the owner's as the assistant, the other side's as the
 user) plus the replies sent here lately, shaped by the serving adapter's turn shaper exactly
 as its training samples were. The replies come back as business messages with
@@ -20,13 +20,12 @@ from functools import partial
 from typing import Any
 
 from telegram import Bot, Message
-from telegram.ext import Application
 
-from bot.engine import ReplyEngine
-from bot.live_records import message_record
-from bot.reply_pipeline import Delivery, answer, failure_text
-from bot.reply_scheduler import ReplyScheduler
+from bot.engine.base import ReplyEngine
+from bot.replies.inbox import ReplyScheduler
+from bot.replies.pipeline import Delivery, answer, failure_text
 from bot.settings import Settings
+from bot.telegram.records import message_record
 from storage.auto_reply import (
     AutoReplyRecord,
     add_auto_reply,
@@ -39,10 +38,6 @@ from storage.messages import recent_chat_messages
 from storage.models import MessageRecord
 
 logger = logging.getLogger(__name__)
-
-AnyApplication = Application[Any, Any, Any, Any, Any, Any]
-
-AUTO_REPLIER_KEY = "auto_replier"
 
 STORED_MESSAGES_LIMIT = 200
 """Stored messages read per reply at most; the turn shaper keeps what fits the prompt."""
@@ -157,14 +152,3 @@ class AutoReplier:
         messages = [*stored, *(m for m in new if m.message_id not in seen), *replies]
         # Telegram dates have whole seconds; message ids order what happened within one.
         return sorted(messages, key=lambda m: (m.date, m.message_id))
-
-
-def install_auto_replier(application: AnyApplication, replier: AutoReplier) -> None:
-    """Keep the auto-replier where the Business handler finds it."""
-    application.bot_data[AUTO_REPLIER_KEY] = replier
-
-
-def auto_replier(application: AnyApplication) -> AutoReplier | None:
-    """The application's auto-replier (None before post_init)."""
-    replier = application.bot_data.get(AUTO_REPLIER_KEY)
-    return replier if isinstance(replier, AutoReplier) else None

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 
-from bot.const import RETRAIN_CRON_JOB_ID
-from bot.retrain import RetrainService
 from bot.settings import Settings, SettingsError
+from bot.telegram.const import RETRAIN_CRON_JOB_ID
 
 DAY_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
 
@@ -62,13 +63,19 @@ def parse_cron(settings: Settings) -> CronTrigger | None:
         ) from exc
 
 
-def build_scheduler(settings: Settings, retrain: RetrainService) -> AsyncIOScheduler:
-    """A scheduler (not yet started) with the retrain schedule, if any."""
-    scheduler = AsyncIOScheduler(timezone=settings.timezone)
+def build_scheduler(settings: Settings) -> AsyncIOScheduler:
+    """The bot's scheduler (not yet started), in the deployment's time zone."""
+    return AsyncIOScheduler(timezone=settings.timezone)
+
+
+def schedule_retrain(
+    scheduler: AsyncIOScheduler, settings: Settings, run: Callable[[str], Awaitable[object]]
+) -> None:
+    """Add the RETRAIN_CRON schedule, if any: ``run("schedule")`` at each firing."""
     trigger = parse_cron(settings)
     if trigger is not None:
         scheduler.add_job(
-            retrain.run,
+            run,
             trigger,
             args=["schedule"],
             id=RETRAIN_CRON_JOB_ID,
@@ -76,4 +83,3 @@ def build_scheduler(settings: Settings, retrain: RetrainService) -> AsyncIOSched
             coalesce=True,
             misfire_grace_time=3600,
         )
-    return scheduler

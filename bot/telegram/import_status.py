@@ -1,4 +1,5 @@
-"""Import progress shown to people: an edited Telegram message, or a bar on the terminal."""
+"""An import as people watch it: progress in an edited Telegram message or a bar on the
+terminal, and the report of what it did."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from typing import TextIO
 
 from telegram import Message
 
-from bot.status_message import EDIT_INTERVAL_SECONDS, StatusMessage
-from storage.models import ImportProgress
+from bot.telegram.status_message import EDIT_INTERVAL_SECONDS, StatusMessage
+from storage.models import ImportProgress, ImportReport
 
 
 def describe_progress(progress: ImportProgress) -> str:
@@ -69,3 +70,27 @@ class TerminalProgress:
         if self._tty:
             self._stream.write("\n")
             self._stream.flush()
+
+
+SKIP_REASONS = {
+    "service": "service messages",
+    "media_only": "media without text",
+    "forwarded": "forwarded",
+    "via_bot": "sent via bots",
+    "empty": "empty",
+}
+
+
+def format_import_report(report: ImportReport) -> str:
+    """A short multi-line summary of what an import did."""
+    lines = [
+        "Import finished.",
+        f"Chats: {report.chats}",
+        f"Messages: {report.messages} ({report.owner_messages} yours)",
+        f"New: {report.new_messages}, already present: {report.already_present}",
+    ]
+    skipped = {k: v for k, v in report.skipped.items() if v}
+    if skipped:
+        parts = [f"{SKIP_REASONS.get(k, k)} {v}" for k, v in sorted(skipped.items())]
+        lines.append("Kept out of training text: " + ", ".join(parts))
+    return "\n".join(lines)

@@ -7,7 +7,7 @@ change them, so a streaming reply may send them before the rest exists.
 
 from __future__ import annotations
 
-from bot.const import MAX_MESSAGE_CHARS
+from bot.telegram.const import MAX_MESSAGE_CHARS
 
 
 def _cut(text: str, limit: int) -> tuple[list[str], str]:

@@ -1,14 +1,9 @@
-"""The clone's inference engine: base model + current adapter, off the event loop.
+"""``CloneEngine``: the base model and the serving adapter in this process, off the event loop.
 
-This module holds what every engine shares (the ``ReplyEngine`` protocol, its errors, the
-serving-side generation overrides) and ``CloneEngine``, the in-process transformers engine.
-``bot.openai_engine`` talks to an OpenAI-compatible server instead; ``bot.engine_factory``
-picks one from the settings.
-
-``CloneEngine``: one worker thread owns the model. Generation requests and control jobs
-(adapter swaps, release, restore) queue on it in order, so a swap never races a generation and
-no request is dropped while it happens. Requests waiting together (different chats) are
-generated as one batch, each streaming its own text back to its own consumer.
+One worker thread owns the model. Generation requests and control jobs (adapter swaps,
+release, restore) queue on it in order, so a swap never races a generation and no request is
+dropped while it happens. Requests waiting together (different chats) are generated as one
+batch, each streaming its own text back to its own consumer.
 """
 
 from __future__ import annotations
@@ -19,107 +14,26 @@ import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from bot.engine_jobs import DONE, ControlJob, Done, GenerationRequest, JobQueue, Stop
-from bot.generation_stream import StreamTarget, generate_batch
-from bot.heap import freeze_long_lived, unfreeze
-from training.chat_format import ChatMessage, load_clone_spec
-from training.config import GenerationSettings
-from training.modeling import (
-    Device,
-    ServingQuantization,
-    load_adapter_tokenizer,
-    load_base_model,
+from bot.engine.base import (
+    EngineBusyError,
+    EnginePausedError,
+    GenerationOverrides,
+    NoAdapterError,
+    prepare_prompts,
 )
+from bot.engine.batch import StreamTarget, generate_batch
+from bot.engine.heap import freeze_long_lived, unfreeze
+from bot.engine.jobs import DONE, ControlJob, Done, GenerationRequest, JobQueue, Stop
+from training.chat_format import ChatMessage
+from training.modeling import Device, ServingQuantization, load_base_model
 from training.prompt import PromptBuilder
-
-__all__ = [
-    "CloneEngine",
-    "EngineBusyError",
-    "EnginePausedError",
-    "EngineUnavailableError",
-    "GenerationOverrides",
-    "NoAdapterError",
-    "ReplyEngine",
-]
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_QUEUE_SIZE = 32
 DEFAULT_MAX_BATCH = 4
-
-
-class ReplyEngine(Protocol):
-    """What the bot needs of an engine (the in-process one below, or a stand-in in tests)."""
-
-    @property
-    def has_adapter(self) -> bool: ...
-
-    @property
-    def adapter_dir(self) -> Path | None: ...
-
-    async def load_adapter(self, adapter_dir: Path) -> None: ...
-
-    async def prompts(self) -> PromptBuilder:
-        """The serving adapter's prompts (its clone.json and tokenizer): the turn shaping
-        every reply path uses. Raises NoAdapterError when none is loaded or loading."""
-        ...
-
-    async def generate(self, history: Sequence[ChatMessage]) -> str: ...
-
-    def stream(self, history: Sequence[ChatMessage]) -> AsyncIterator[str]:
-        """The reply to shaped turns (``PromptBuilder.turns``) as it is generated: text
-        pieces whose concatenation is the reply."""
-        ...
-
-    async def release(self) -> None:
-        """Free the accelerator (a local training run needs it); requests raise
-        EnginePausedError until ``restore``."""
-
-    async def restore(self) -> None:
-        """Load the serving adapter again after ``release``."""
-
-    async def close(self) -> None: ...
-
-
-class NoAdapterError(RuntimeError):
-    """No trained adapter is loaded yet, so the clone cannot answer."""
-
-
-class EnginePausedError(RuntimeError):
-    """The engine gave the accelerator to a training run; it answers again afterwards."""
-
-
-class EngineBusyError(RuntimeError):
-    """Too many replies are already waiting (ENGINE_QUEUE_SIZE); try again in a moment."""
-
-
-class EngineUnavailableError(ConnectionError):
-    """The model server (ENGINE=openai) cannot be reached or failed the request.
-
-    A ``ConnectionError`` (so an ``OSError``): callers that keep the old adapter when a new
-    one cannot be loaded already catch it.
-    """
-
-
-@dataclass(frozen=True)
-class GenerationOverrides:
-    """Serving-side overrides of the generation settings saved in clone.json (None: keep)."""
-
-    do_sample: bool | None = None
-    max_new_tokens: int | None = None
-    temperature: float | None = None
-    top_p: float | None = None
-    top_k: int | None = None
-    repetition_penalty: float | None = None
-
-    def apply(self, base: GenerationSettings) -> GenerationSettings:
-        """``base`` with every set override; raises ``ValueError`` naming each problem."""
-        changes = {k: v for k, v in vars(self).items() if v is not None}
-        settings = replace(base, **changes)
-        settings.validate()
-        return settings
 
 
 @dataclass
@@ -129,14 +43,6 @@ class _Loaded:
     adapter_name: str
     adapter_dir: Path
     prompts: PromptBuilder
-
-
-def prepare_prompts(adapter_dir: Path, overrides: GenerationOverrides) -> PromptBuilder:
-    """The adapter's clone.json and tokenizer, checked, as a PromptBuilder (blocking I/O)."""
-    spec = load_clone_spec(adapter_dir)
-    settings = overrides.apply(spec.generation)
-    tokenizer = load_adapter_tokenizer(adapter_dir, spec.base_model)
-    return PromptBuilder(spec, tokenizer, settings)
 
 
 class CloneEngine:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from telegram import Bot, ReplyParameters
 from telegram.error import BadRequest, TelegramError
 
-from bot.replies import reply_parts, settled_parts
+from bot.replies.parts import reply_parts, settled_parts
 
 logger = logging.getLogger(__name__)
 

@@ -18,14 +18,14 @@ from telegram import Bot
 from telegram.constants import ChatAction
 from telegram.error import TelegramError
 
-from bot.engine import (
+from bot.engine.base import (
     EngineBusyError,
     EnginePausedError,
     EngineUnavailableError,
     NoAdapterError,
     ReplyEngine,
 )
-from bot.streaming import EMPTY_REPLY, ReplyActivity, ReplyStream, SentReply, send_reply
+from bot.replies.streaming import EMPTY_REPLY, ReplyActivity, ReplyStream, SentReply, send_reply
 from storage.models import MessageRecord
 from training.chat_format import ChatMessage
 

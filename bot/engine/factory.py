@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from bot.engine import CloneEngine, GenerationOverrides, ReplyEngine
-from bot.openai_engine import OpenAIEngine
+from bot.engine.base import GenerationOverrides, ReplyEngine
+from bot.engine.local import CloneEngine
+from bot.engine.openai_server import OpenAIEngine
 from bot.settings import Settings
 
 

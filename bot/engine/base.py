@@ -1,0 +1,99 @@
+"""What every engine shares: the ``ReplyEngine`` protocol, its errors, the serving-side
+generation overrides, and the adapter's prompts.
+
+``bot.engine.local.CloneEngine`` runs the model in this process;
+``bot.engine.openai_server.OpenAIEngine`` talks to an OpenAI-compatible server instead;
+``bot.engine.factory`` picks one from the settings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Protocol
+
+from training.chat_format import ChatMessage, load_clone_spec
+from training.config import GenerationSettings
+from training.modeling import load_adapter_tokenizer
+from training.prompt import PromptBuilder
+
+
+class ReplyEngine(Protocol):
+    """What the bot needs of an engine (in-process, a model server, or a stand-in in tests)."""
+
+    @property
+    def has_adapter(self) -> bool: ...
+
+    @property
+    def adapter_dir(self) -> Path | None: ...
+
+    async def load_adapter(self, adapter_dir: Path) -> None: ...
+
+    async def prompts(self) -> PromptBuilder:
+        """The serving adapter's prompts (its clone.json and tokenizer): the turn shaping
+        every reply path uses. Raises NoAdapterError when none is loaded or loading."""
+        ...
+
+    async def generate(self, history: Sequence[ChatMessage]) -> str: ...
+
+    def stream(self, history: Sequence[ChatMessage]) -> AsyncIterator[str]:
+        """The reply to shaped turns (``PromptBuilder.turns``) as it is generated: text
+        pieces whose concatenation is the reply."""
+        ...
+
+    async def release(self) -> None:
+        """Free the accelerator (a local training run needs it); requests raise
+        EnginePausedError until ``restore``."""
+
+    async def restore(self) -> None:
+        """Load the serving adapter again after ``release``."""
+
+    async def close(self) -> None: ...
+
+
+class NoAdapterError(RuntimeError):
+    """No trained adapter is loaded yet, so the clone cannot answer."""
+
+
+class EnginePausedError(RuntimeError):
+    """The engine gave the accelerator to a training run; it answers again afterwards."""
+
+
+class EngineBusyError(RuntimeError):
+    """Too many replies are already waiting (ENGINE_QUEUE_SIZE); try again in a moment."""
+
+
+class EngineUnavailableError(ConnectionError):
+    """The model server (ENGINE=openai) cannot be reached or failed the request.
+
+    A ``ConnectionError`` (so an ``OSError``): callers that keep the old adapter when a new
+    one cannot be loaded already catch it.
+    """
+
+
+@dataclass(frozen=True)
+class GenerationOverrides:
+    """Serving-side overrides of the generation settings saved in clone.json (None: keep)."""
+
+    do_sample: bool | None = None
+    max_new_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    repetition_penalty: float | None = None
+
+    def apply(self, base: GenerationSettings) -> GenerationSettings:
+        """``base`` with every set override; raises ``ValueError`` naming each problem."""
+        changes = {k: v for k, v in vars(self).items() if v is not None}
+        settings = replace(base, **changes)
+        settings.validate()
+        return settings
+
+
+def prepare_prompts(adapter_dir: Path, overrides: GenerationOverrides) -> PromptBuilder:
+    """The adapter's clone.json and tokenizer, checked, as a PromptBuilder (blocking I/O)."""
+    spec = load_clone_spec(adapter_dir)
+    settings = overrides.apply(spec.generation)
+    tokenizer = load_adapter_tokenizer(adapter_dir, spec.base_model)
+    return PromptBuilder(spec, tokenizer, settings)

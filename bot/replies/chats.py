@@ -1,0 +1,98 @@
+"""Replies in chats with the clone (private chats, and groups where it talks): the chat's
+history in, the reply out through the one pipeline, the exchange stored."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+from telegram import Bot
+
+from bot.context import Services
+from bot.replies.pipeline import CUT_NOTICE, Delivery, answer, failure_text
+from storage.clone_turns import Exchange, add_clone_turn
+from storage.db import Database
+from storage.messages import recent_chat_messages
+from storage.models import CloneTurn, MessageRecord
+from training.turns import is_group
+
+HISTORY_READ_LIMIT = 200
+"""Stored messages read per reply at most; the turn shaper keeps what fits the prompt."""
+_EPOCH = datetime.fromtimestamp(0, UTC)
+
+
+async def reply_to_burst(
+    services: Services,
+    bot: Bot,
+    chat_id: int,
+    new_turns: list[CloneTurn],
+    reply_to: int | None,
+    is_admin: bool,
+) -> None:
+    """Answer `new_turns` with the chat's stored history; store them and the reply.
+
+    The reply streams (``REPLY_STREAMING``: a draft in a private chat, an edited message in
+    a group) or is sent whole. The new turns are stored even when the reply fails; a failure
+    the user should hear of (``failure_text``) is told in the chat, any other is raised.
+    """
+    settings = services.settings
+    delivery = Delivery(
+        chat_id,
+        streaming=settings.reply_streaming,
+        drafts=not is_group(chat_id),
+        split_lines=settings.reply_split_lines,
+        interval=settings.stream_edit_interval,
+        reply_to=reply_to,
+    )
+    stored = await services.history.recent(chat_id, HISTORY_READ_LIMIT, _EPOCH)
+    records = await chat_records(services.db, chat_id, [*stored, *new_turns])
+    try:
+        answered = await answer(services.engine, bot, records, delivery)
+    except asyncio.CancelledError:
+        raise  # shutting down: the database may be closed already
+    except Exception as exc:
+        await _store_user_turns(services, new_turns)  # a failed reply keeps them
+        notice = failure_text(exc, is_admin=is_admin, learning=services.retrain.busy)
+        if notice is None:
+            raise
+        await bot.send_message(chat_id, notice)
+        return
+    if answered is None:
+        await _store_user_turns(services, new_turns)
+        return
+    if answered.cut:
+        await bot.send_message(chat_id, CUT_NOTICE)
+    sent = answered.sent
+    reply = CloneTurn(
+        chat_id=chat_id,
+        role="assistant",
+        text=sent.text,
+        # Telegram dates messages in whole seconds when it takes them: about now.
+        date=datetime.now(UTC).replace(microsecond=0),
+        message_id=sent.message_ids[0] if sent.message_ids else None,
+    )
+    # Stored only now, in one transaction, so that no write delays any reply's first words.
+    await services.history.save(Exchange(chat_id, new_turns, reply, sent.message_ids))
+
+
+async def chat_records(db: Database, chat_id: int, turns: list[CloneTurn]) -> list[MessageRecord]:
+    """A chat's turns with the clone as the turn shaper reads messages, oldest first.
+
+    In a group whose messages are collected, the group's stored messages up to the last turn
+    (what training sees) come with them; a turn that is also a stored message is taken once,
+    as stored.
+    """
+    records = [turn.as_record() for turn in turns]
+    if not is_group(chat_id) or not records:
+        return records
+    corpus = await recent_chat_messages(db, chat_id, _EPOCH, HISTORY_READ_LIMIT)
+    until = records[-1].date
+    collected = [record for record in corpus if record.date <= until]
+    ids = {record.message_id for record in collected}
+    clone_only = [r for r in records if r.is_owner or r.message_id not in ids]
+    return sorted([*collected, *clone_only], key=lambda r: (r.date, r.message_id))
+
+
+async def _store_user_turns(services: Services, turns: list[CloneTurn]) -> None:
+    for turn in turns:
+        await add_clone_turn(services.db, turn)
