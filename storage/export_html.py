@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import IO, NamedTuple
 
 from storage import errors
-from storage.export_archive import ExportSource, inspect_export, open_member
+from storage.export_archive import ExportSource, inspect_export, open_export
 from storage.export_format import HIDDEN_FORWARD, MessageRow, record_to_row
 from storage.export_parser import ExportKind
 from storage.models import ChatRecord, MessageKind, MessageRecord
@@ -141,13 +141,14 @@ class HtmlExportParser:
     def records(self) -> Iterator[ChatRecord | MessageRecord]:
         """Each chat's record, then its messages; raises ExportError for an unusable export."""
         chats = 0
-        for folder, pages in self._chat_pages():
-            reader = _ChatReader(self, folder)
-            for page in pages:
-                with open_member(self.path, self.source, page) as raw:
-                    yield from reader.read_page(raw)
-            yield from reader.finish()
-            chats += reader.chat is not None
+        with open_export(self.path, self.source) as files:
+            for folder, pages in self._chat_pages():
+                reader = _ChatReader(self, folder)
+                for page in pages:
+                    with files.open(page) as raw:
+                        yield from reader.read_page(raw)
+                yield from reader.finish()
+                chats += reader.chat is not None
         if chats == 0:
             raise errors.NotHtmlExportError(self.file_name)
         if self.owner_messages == 0:
