@@ -3,10 +3,14 @@
 Each subclass of :class:`ExportError` carries one specific, user-facing sentence: what is
 wrong with the file and what to do about it. The bot and the CLI show it after their own
 "Nothing was imported." (every ExportError leaves the database as it was), so the text never
-says that itself, and never contains message content: only counts, ids, names of files.
+says that itself, and never contains message content: only counts, ids, field names, names of
+files and chats.
 """
 
 from __future__ import annotations
+
+import math
+from datetime import datetime
 
 EXPORT_HOWTO = (
     "In Telegram Desktop use Settings → Advanced → Export Telegram data, "
@@ -216,3 +220,68 @@ class NotHtmlExportError(ExportError):
             "Send the chat's messages.html, or zip the whole exported folder and send the "
             f".zip. {EXPORT_HOWTO}."
         )
+
+
+# --- values no Telegram export holds (storage/export_text.py, export_format.py, export_html.py)
+
+EXPORT_AGAIN = (
+    "Telegram Desktop never writes that, so the file was edited or damaged on the way: "
+    "export again and send the new file without editing it"
+)
+
+
+class MalformedValueError(ExportError):
+    """A value of the wrong kind or out of range: an id of 2**70, a date in the year 5000.
+
+    ``where`` names the place (``message 41 in the chat "Sam"``); the value itself is quoted
+    only when it is a short number (see :func:`shown_value`), so no message text ever is.
+    """
+
+    def __init__(
+        self, file_name: str, where: str, field: str, value: object, expected: str
+    ) -> None:
+        super().__init__(
+            f"The file {file_name} has {shown_value(value)} as '{field}' of {where}, where "
+            f"Telegram writes {expected}. {EXPORT_AGAIN}."
+        )
+
+
+class NestedTooDeepError(ExportError):
+    """Lists or objects nested so deeply that reading them would overflow the stack."""
+
+    def __init__(self, file_name: str, where: str) -> None:
+        super().__init__(
+            f"The file {file_name} has a value nested hundreds of levels deep (lists or "
+            f"objects inside each other) {where}. {EXPORT_AGAIN}."
+        )
+
+
+class NumberTooLongError(ExportError):
+    """A number written with thousands of digits, which Python refuses to convert."""
+
+    def __init__(self, file_name: str, where: str) -> None:
+        super().__init__(
+            f"The file {file_name} has a number thousands of digits long {where}. {EXPORT_AGAIN}."
+        )
+
+
+def shown_value(value: object) -> str:
+    """How an error sentence quotes a bad value: a short number or a year, else what it is.
+
+    Strings are quoted only when they are digits, so no message text can reach a sentence.
+    """
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if type(value) is int or type(value) is str:
+        text = str(value)
+        digits = text.removeprefix("-")
+        if digits.isdecimal() and digits.isascii():
+            if len(digits) > 20:
+                return f"a number of {len(digits):,} digits"
+            return text if type(value) is int else f'"{text}"'
+    if isinstance(value, datetime):
+        return f"a date in the year {value.year}"
+    if isinstance(value, float):
+        return "a fraction" if math.isfinite(value) else "a number too big for any id"
+    kinds = {bool: "true/false", list: "a list", dict: "an object", type(None): "null"}
+    return kinds.get(type(value), "text")

@@ -2,8 +2,10 @@
 
 :func:`inspect_export` tells JSON from HTML and, for a ``.zip`` (recognised by its magic
 bytes, not its name), finds the export inside: the shallowest ``result.json``, else the
-``messages*.html`` pages of each chat. :func:`open_member` then streams one file's bytes,
-from the plain file or from inside the archive; nothing is ever extracted to disk.
+``messages*.html`` pages of each chat. :func:`open_export` then opens the plain file or the
+archive once (a zip's directory is read once, however many pages are read from it), and
+:meth:`ExportFiles.open` streams one file's bytes; nothing is ever extracted to disk.
+:func:`open_member` does both for a single file.
 
 An archive is refused before reading when it is damaged, password-protected, has a member
 with an absolute or ``..`` path, or looks like a zip bomb (the export files it holds unpack to
@@ -100,26 +102,55 @@ def inspect_export(
     return ExportSource(format=_sniff(head), file_name=file_name, uncompressed_size=size)
 
 
+class ExportFiles:
+    """The files of one export, opened by :func:`open_export`."""
+
+    def __init__(self, path: Path, source: ExportSource, archive: zipfile.ZipFile | None) -> None:
+        self._path = path
+        self._source = source
+        self._archive = archive
+
+    @contextmanager
+    def open(self, member: str | None = None) -> Iterator[IO[bytes]]:
+        """The bytes of ``member`` (default: ``source.member``), or of the plain file itself."""
+        if self._archive is None:
+            with self._path.open("rb") as raw:
+                yield raw
+            return
+        name = member if member is not None else self._source.member
+        if name is None:
+            raise ValueError("a zip source needs the name of the member to open")
+        file_name = self._source.file_name
+        try:
+            info = self._archive.getinfo(name)
+            opened = self._archive.open(info)
+        except (zipfile.BadZipFile, NotImplementedError, zlib.error, EOFError):
+            raise errors.DamagedArchiveError(file_name) from None
+        with opened as raw:
+            yield io.BufferedReader(_GuardedStream(raw, info.file_size, file_name), STREAM_BUFFER)
+
+
+@contextmanager
+def open_export(path: Path, source: ExportSource) -> Iterator[ExportFiles]:
+    """The export's files: for a zip, the archive is opened and its directory read once."""
+    if not source.is_zip:
+        yield ExportFiles(path, source, None)
+        return
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError, ValueError):
+        raise errors.DamagedArchiveError(source.file_name) from None
+    with archive:
+        yield ExportFiles(path, source, archive)
+
+
 @contextmanager
 def open_member(
     path: Path, source: ExportSource, member: str | None = None
 ) -> Iterator[IO[bytes]]:
     """The bytes of ``member`` (default: ``source.member``), or of the plain file itself."""
-    if not source.is_zip:
-        with path.open("rb") as raw:
-            yield raw
-        return
-    name = member if member is not None else source.member
-    if name is None:
-        raise ValueError("a zip source needs the name of the member to open")
-    try:
-        with zipfile.ZipFile(path) as archive:
-            info = archive.getinfo(name)
-            with archive.open(info) as raw:
-                guard = _GuardedStream(raw, info.file_size, source.file_name)
-                yield io.BufferedReader(guard, STREAM_BUFFER)
-    except (zipfile.BadZipFile, NotImplementedError, zlib.error, EOFError):
-        raise errors.DamagedArchiveError(source.file_name) from None
+    with open_export(path, source) as files, files.open(member) as raw:
+        yield raw
 
 
 def _sniff(head: bytes) -> ExportFormat:

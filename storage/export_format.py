@@ -32,12 +32,36 @@ GROUP_CHAT_TYPES = frozenset({"private_group"})
 CHANNEL_CHAT_TYPES = frozenset(
     {"private_supergroup", "public_supergroup", "private_channel", "public_channel"}
 )
-CALL_ACTIONS = frozenset({"phone_call", "group_call"})
+CALL_ACTIONS = ("phone_call", "group_call")
+"""A tuple, not a set: a list or an object in ``action`` must compare unequal, not fail to
+hash."""
 MEDIA_KEYS = ("media_type", "photo", "file")
 HIDDEN_FORWARD = "(hidden)"
 
 SKIP_REASONS = ("service", "media_only", "forwarded", "via_bot", "empty")
 _ABSENT: Any = object()
+
+ID_LIMIT = 10**15
+"""Ids of messages, users and chats have an absolute value below this. Telegram's stay below
+2**52; the limit keeps an export's ids clear of SQLite's 64 bits and of the HTML reader's
+synthetic ids (at least 2**60)."""
+ID_DIGITS = len(str(ID_LIMIT)) - 1
+EXPECTED_ID = f"an integer of at most {ID_DIGITS} digits"
+DATE_MIN = 0
+DATE_LIMIT = 4_102_444_800
+"""Dates are unix seconds in [DATE_MIN, DATE_LIMIT): from 1970 to the end of 2099."""
+DATE_DIGITS = len(str(DATE_LIMIT))
+EXPECTED_DATE = "a date between 1970 and 2099"
+
+
+class BadValue(Exception):
+    """A value of one message that no export holds: the parser adds the chat and message."""
+
+    def __init__(self, field: str, value: object, expected: str) -> None:
+        super().__init__(field)
+        self.field = field
+        self.value = value
+        self.expected = expected
 
 
 def bot_api_chat_id(export_id: int, chat_type: str) -> int:
@@ -47,31 +71,39 @@ def bot_api_chat_id(export_id: int, chat_type: str) -> int:
     if chat_type in CHANNEL_CHAT_TYPES or "supergroup" in chat_type or "channel" in chat_type:
         return -(CHANNEL_ID_OFFSET + export_id)
     if chat_type not in USER_CHAT_TYPES:
-        logger.warning("Unknown export chat type %r: keeping its id as is", chat_type)
+        logger.warning("Unknown export chat type %.60r: keeping its id as is", chat_type)
     return export_id
 
 
-def peer_id(value: object) -> int | None:
+def peer_id(value: object, field: str = "from_id") -> int | None:
     """Bot API id of a ``from_id``/``actor_id``: ``"user1"`` → 1, ``"chat1"`` → -1,
-    ``"channel1"`` → -1000000000001, an integer (2020 era) → itself, anything else → None."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
+    ``"channel1"`` → -1000000000001, an integer (2020 era) → itself, anything else → None.
+
+    Raises BadValue (naming ``field``) for an id of more than ID_DIGITS digits.
+    """
+    if type(value) is int:  # not a bool
+        if not -ID_LIMIT < value < ID_LIMIT:
+            raise BadValue(field, value, EXPECTED_ID)
         return value
     if not isinstance(value, str):
         return None
     digits = value.lstrip("abcdefghijklmnopqrstuvwxyz")
     prefix = value[: len(value) - len(digits)]
-    if prefix and digits.isdigit():
-        number = int(digits)
-        if prefix == "user":
-            return number
-        if prefix == "channel":
-            return -(CHANNEL_ID_OFFSET + number)
-        if prefix == "chat":
-            return -number
+    sign = -1 if not prefix and digits.startswith("-") else 1
+    if sign < 0:
+        digits = digits[1:]
+    if not digits.isdecimal():  # not isdigit(): "²" is a digit that int() refuses
         return None
-    return int(value) if value.lstrip("-").isdigit() else None
+    if len(digits) > ID_DIGITS:
+        raise BadValue(field, value, EXPECTED_ID)
+    number = int(digits)
+    if prefix == "user":
+        return number
+    if prefix == "channel":
+        return -(CHANNEL_ID_OFFSET + number)
+    if prefix == "chat":
+        return -number
+    return sign * number if not prefix else None
 
 
 def join_text(value: object) -> str:
@@ -90,9 +122,14 @@ def join_text(value: object) -> str:
 
 
 def message_date(raw: dict[str, Any], local_tz: tzinfo = UTC) -> datetime | None:
-    """UTC date of a message: ``date_unixtime`` if present, else ``date`` read in ``local_tz``."""
+    """UTC date of a message: ``date_unixtime`` if present, else ``date`` read in ``local_tz``.
+
+    None when neither is a date; raises BadValue for a date outside 1970-2099.
+    """
     unix = raw.get("date_unixtime")
-    if isinstance(unix, int | str) and str(unix).lstrip("-").isdecimal():
+    if isinstance(unix, int | str) and str(unix).removeprefix("-").isdecimal():
+        if len(str(unix)) > DATE_DIGITS or not DATE_MIN <= int(unix) < DATE_LIMIT:
+            raise BadValue("date_unixtime", unix, EXPECTED_DATE)
         return datetime.fromtimestamp(int(unix), UTC)
     text = raw.get("date")
     if not isinstance(text, str):
@@ -103,7 +140,13 @@ def message_date(raw: dict[str, Any], local_tz: tzinfo = UTC) -> datetime | None
         return None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=local_tz)
-    return moment.astimezone(UTC)
+    try:
+        utc = moment.astimezone(UTC)
+    except OverflowError:  # the first or the last day of year 1 or 9999, moved by the zone
+        raise BadValue("date", moment, EXPECTED_DATE) from None
+    if not DATE_MIN <= utc.timestamp() < DATE_LIMIT:
+        raise BadValue("date", utc, EXPECTED_DATE)
+    return utc
 
 
 def message_kind(raw: dict[str, Any], text: str) -> MessageKind:
@@ -150,15 +193,21 @@ def to_message_row(
     With ``latin1``, the strings of ``raw`` are UTF-8 bytes read as Latin-1 (how the export
     parser reads; see :mod:`storage.export_text`): each string that counts is made text
     before it is looked at, so the row is the same as for the decoded object. Raises
-    UnicodeDecodeError when one of them is not UTF-8.
+    UnicodeDecodeError when one of them is not UTF-8, and :class:`BadValue` for an id or a
+    date that no export holds (a wrong type instead is ignored, as a missing key is).
     """
     get = raw.get
     message_id = get("id")
     if type(message_id) is not int:  # also refuses bool, a subclass of int
         return None
+    if not -ID_LIMIT < message_id < ID_LIMIT:
+        raise BadValue("id", message_id, EXPECTED_ID)
     unix = get("date_unixtime")
-    if type(unix) is str and unix.isdecimal():  # no Latin-1 character is a decimal digit
+    # No Latin-1 character is a decimal digit; the length keeps int() from a huge number.
+    if type(unix) is str and unix.isdecimal() and len(unix) <= DATE_DIGITS:
         date = int(unix)
+        if date >= DATE_LIMIT:
+            raise BadValue("date_unixtime", unix, EXPECTED_DATE)
     else:
         dated = _with_text(raw, ("date_unixtime", "date")) if latin1 else raw
         moment = message_date(dated, local_tz)
@@ -171,11 +220,12 @@ def to_message_row(
     if type(peer) is str and (sender_id := _USER_PEERS.get(peer)) is not None:
         pass  # a sender seen before: one lookup instead of parsing "user123"
     elif type(peer) is str and peer.startswith("user") and peer[4:].isdecimal():
-        sender_id = int(peer[4:])
-        if len(_USER_PEERS) < USER_PEERS_MAX:
+        sender_id = peer_id(peer, "actor_id" if is_service else "from_id")
+        if sender_id is not None and len(_USER_PEERS) < USER_PEERS_MAX:
             _USER_PEERS[peer] = sender_id
     else:
-        sender_id = peer_id(utf8(peer) if latin1 and type(peer) is str else peer)
+        peer = utf8(peer) if latin1 and type(peer) is str else peer
+        sender_id = peer_id(peer, "actor_id" if is_service else "from_id")
     sender_name = get("actor") if is_service else get("from")
     if type(sender_name) is str:
         if latin1 and not sender_name.isascii():
@@ -198,8 +248,11 @@ def to_message_row(
         poll = get("poll")
         text = _string(poll.get("question"), latin1) if isinstance(poll, dict) else ""
     reply_to = get("reply_to_message_id")
-    if reply_to is not None and ("reply_to_peer_id" in raw or not isinstance(reply_to, int)):
-        reply_to = None  # a reply to another chat's message cannot be followed here
+    if reply_to is not None:
+        if "reply_to_peer_id" in raw or type(reply_to) is not int:
+            reply_to = None  # a reply to another chat's message cannot be followed here
+        elif not -ID_LIMIT < reply_to < ID_LIMIT:
+            raise BadValue("reply_to_message_id", reply_to, EXPECTED_ID)
     forwarded_from = get("forwarded_from", _ABSENT)
     if forwarded_from is not _ABSENT:
         forwarded_from = _string(forwarded_from, latin1) or HIDDEN_FORWARD

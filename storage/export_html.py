@@ -29,8 +29,17 @@ from pathlib import Path
 from typing import IO, NamedTuple
 
 from storage import errors
-from storage.export_archive import ExportSource, inspect_export, open_member
-from storage.export_format import HIDDEN_FORWARD, MessageRow, record_to_row
+from storage.export_archive import ExportSource, inspect_export, open_export
+from storage.export_format import (
+    DATE_LIMIT,
+    DATE_MIN,
+    EXPECTED_DATE,
+    EXPECTED_ID,
+    HIDDEN_FORWARD,
+    ID_DIGITS,
+    MessageRow,
+    record_to_row,
+)
 from storage.export_parser import ExportKind
 from storage.models import ChatRecord, MessageKind, MessageRecord
 
@@ -71,20 +80,23 @@ def synthetic_chat_id(key: str) -> int:
 
 
 def parse_date_title(title: str, local_tz: tzinfo = UTC) -> datetime | None:
-    """UTC date of a ``title`` such as ``14.03.2024 18:02:11 UTC+03:00``; None if unreadable."""
+    """UTC date of a ``title`` such as ``14.03.2024 18:02:11 UTC+03:00``; None if unreadable.
+
+    Unreadable: no such day or time, an offset of a day or more, a year out of datetime's range.
+    """
     match = DATE_TITLE.search(title)
     if match is None:
         return None
     day, month, year, hour, minute, second = (int(part) for part in match.groups()[:6])
-    zone: tzinfo = local_tz
-    if match["sign"]:
-        offset = timedelta(hours=int(match["hours"]), minutes=int(match["minutes"]))
-        zone = timezone(-offset if match["sign"] == "-" else offset)
-    elif match["zone"]:
-        zone = UTC
     try:
+        zone: tzinfo = local_tz
+        if match["sign"]:
+            offset = timedelta(hours=int(match["hours"]), minutes=int(match["minutes"]))
+            zone = timezone(-offset if match["sign"] == "-" else offset)
+        elif match["zone"]:
+            zone = UTC
         return datetime(year, month, day, hour, minute, second, tzinfo=zone).astimezone(UTC)
-    except ValueError:
+    except (ValueError, OverflowError):
         return None
 
 
@@ -141,13 +153,14 @@ class HtmlExportParser:
     def records(self) -> Iterator[ChatRecord | MessageRecord]:
         """Each chat's record, then its messages; raises ExportError for an unusable export."""
         chats = 0
-        for folder, pages in self._chat_pages():
-            reader = _ChatReader(self, folder)
-            for page in pages:
-                with open_member(self.path, self.source, page) as raw:
-                    yield from reader.read_page(raw)
-            yield from reader.finish()
-            chats += reader.chat is not None
+        with open_export(self.path, self.source) as files:
+            for folder, pages in self._chat_pages():
+                reader = _ChatReader(self, folder)
+                for page in pages:
+                    with files.open(page) as raw:
+                        yield from reader.read_page(raw, page or self.file_name)
+                yield from reader.finish()
+                chats += reader.chat is not None
         if chats == 0:
             raise errors.NotHtmlExportError(self.file_name)
         if self.owner_messages == 0:
@@ -199,6 +212,7 @@ class _ChatReader(HTMLParser):
         self.pending: deque[ChatRecord | MessageRecord] = deque()
         self.previous: _Previous | None = None
         self.last_date: datetime | None = None
+        self.page = ""  # the one being read: errors name it
         self._start_page()
 
     def _start_page(self) -> None:
@@ -207,7 +221,8 @@ class _ChatReader(HTMLParser):
         self.regions: dict[str, int] = {}  # header, message, forwarded, reply, media → depth
         self.draft: _Draft | None = None
 
-    def read_page(self, raw: IO[bytes]) -> Iterator[ChatRecord | MessageRecord]:
+    def read_page(self, raw: IO[bytes], page: str) -> Iterator[ChatRecord | MessageRecord]:
+        self.page = page
         decoder = codecs.getincrementaldecoder("utf-8-sig")()  # drops a leading BOM
         try:
             while chunk := raw.read(READ_CHUNK):
@@ -243,7 +258,8 @@ class _ChatReader(HTMLParser):
         depth = len(self.stack)
         message_id = MESSAGE_ID.fullmatch(attributes.get("id", ""))
         if tag == "div" and "message" in classes and message_id is not None:
-            self.draft = _Draft(int(message_id[1]), "service" in classes, "joined" in classes)
+            number = self._id(message_id[1], "id", f"a message on the page {self.page}")
+            self.draft = _Draft(number, "service" in classes, "joined" in classes)
             self.regions["message"] = depth
         elif "page_header" in classes:
             self.regions["header"] = depth
@@ -324,6 +340,11 @@ class _ChatReader(HTMLParser):
         if date is None:
             self.export.unreadable_messages += 1
             return
+        where = f"message {draft.message_id} on the page {self.page}"
+        if not DATE_MIN <= date.timestamp() < DATE_LIMIT:
+            raise errors.MalformedValueError(
+                self.export.file_name, where, "date", date, EXPECTED_DATE
+            )
         self.last_date = date
         text = "".join(draft.text_parts).strip()
         kind = _kind(draft.media, text)
@@ -339,7 +360,7 @@ class _ChatReader(HTMLParser):
                 date=date,
                 text=text,
                 kind=kind,
-                reply_to_id=int(reply[1]) if reply else None,
+                reply_to_id=self._id(reply[1], "reply link", where) if reply else None,
                 forwarded_from=forwarded_from,
                 via_bot=via,
             )
@@ -349,11 +370,9 @@ class _ChatReader(HTMLParser):
         self.previous = None
         separator = DAY_SEPARATOR.fullmatch(_squash(draft.text_parts))
         if separator is not None and draft.message_id < 0:
-            month = MONTHS.split().index(separator[2]) + 1
-            day = datetime(
-                int(separator[3]), month, int(separator[1]), tzinfo=self.export.local_tz
-            )
-            self.last_date = max(self.last_date or day, day.astimezone(UTC))
+            day = _day_of(separator, self.export.local_tz)
+            if day is not None:  # else not a real day (99 March): the last date stays
+                self.last_date = max(self.last_date or day, day)
         elif self.last_date is None:
             self.export.unreadable_messages += 1
         else:
@@ -361,6 +380,14 @@ class _ChatReader(HTMLParser):
             self._append(
                 MessageRecord(chat_id, draft.message_id, None, None, False, date, "", "service")
             )
+
+    def _id(self, digits: str, field: str, where: str) -> int:
+        """A message id read from the page (raises for one longer than any Telegram id)."""
+        if len(digits.removeprefix("-")) > ID_DIGITS:
+            raise errors.MalformedValueError(
+                self.export.file_name, where, field, digits, EXPECTED_ID
+            )
+        return int(digits)
 
     def _append(self, record: MessageRecord) -> None:
         self.export.messages += 1
@@ -378,6 +405,17 @@ class _ChatReader(HTMLParser):
         self.chat = ChatRecord(synthetic_chat_id(key), title or None, HTML_CHAT_TYPE)
         self.pending.append(self.chat)
         return self.chat
+
+
+def _day_of(separator: re.Match[str], local_tz: tzinfo) -> datetime | None:
+    """The start of a day separator's day (``14 March 2024``) in UTC; None if out of range."""
+    month = MONTHS.split().index(separator[2]) + 1
+    try:
+        day = datetime(int(separator[3]), month, int(separator[1]), tzinfo=local_tz)
+        day = day.astimezone(UTC)
+    except (ValueError, OverflowError):
+        return None
+    return day if DATE_MIN <= day.timestamp() < DATE_LIMIT else None
 
 
 def _hash(text: str) -> int:

@@ -11,7 +11,10 @@ A ``.zip`` holding a ``result.json`` is read in place. :meth:`ExportParser.chunk
 each chat's :class:`ChatRecord` before that chat's message rows, in lists of up to
 ``chunk_rows``; :meth:`ExportParser.items` yields the rows one by one, and
 :meth:`ExportParser.records` as records. Broken input raises a specific
-:class:`~storage.errors.ExportError`, possibly mid-stream.
+:class:`~storage.errors.ExportError`, possibly mid-stream, and so does a value that no export
+holds (an id of 2**70, a date in the year 9999): the error names the field, the chat and the
+message. A value of the wrong type is passed over where it can be (a list as a message's
+``action``), as a missing one is.
 
 How it stays fast: the file is read in 1 MiB pieces (as Latin-1, see
 :mod:`storage.export_text`) and walked in Python only at the level of the export's skeleton
@@ -32,12 +35,22 @@ from typing import Any, Literal
 
 from storage import errors
 from storage.export_archive import ExportSource, inspect_export, open_member
-from storage.export_format import MessageRow, bot_api_chat_id, row_to_record, to_message_row
+from storage.export_format import (
+    ID_LIMIT,
+    BadValue,
+    MessageRow,
+    bot_api_chat_id,
+    row_to_record,
+    to_message_row,
+)
 from storage.export_text import JsonText, open_text
 from storage.models import ChatRecord, MessageRecord
 
 logger = logging.getLogger(__name__)
 
+CHAT_NAME_SHOWN = 60
+"""Characters of a chat's name that an error quotes."""
+EXPECTED_CHAT_ID = f"a positive integer of at most {len(str(ID_LIMIT)) - 1} digits"
 SKELETON_DEPTH = 4
 """How deep a skipped value is walked piece by piece (chats → list → chat → messages)."""
 
@@ -204,17 +217,21 @@ class ExportParser:
         if text.peek() != "[":
             text.skip(0)
             return
-        objects = text.objects()
-        for raw in objects:
-            chat.pending.append(raw)
-            if chat.record is not None or self._chat_ready(chat):
-                break
-            # else the chat's id or type comes after its messages
-        else:
-            return  # _end_chat decides about the chat and its pending messages
-        yield from self._emit(chat, chat.pending)
-        chat.pending = []
-        yield from self._rows(objects, chat)
+        text.where = f"in the messages of {chat_label(chat.meta)}"
+        try:
+            objects = text.objects()
+            for raw in objects:
+                chat.pending.append(raw)
+                if chat.record is not None or self._chat_ready(chat):
+                    break
+                # else the chat's id or type comes after its messages
+            else:
+                return  # _end_chat decides about the chat and its pending messages
+            yield from self._emit(chat, chat.pending)
+            chat.pending = []
+            yield from self._rows(objects, chat)
+        finally:
+            text.where = ""
 
     def _rows(self, raws: Iterable[dict[str, Any]], chat: _Chat) -> Iterator[list[MessageRow]]:
         """The rows of a chat's messages, in lists of up to ``chunk_rows``.
@@ -242,6 +259,8 @@ class ExportParser:
                     append = rows.append
         except UnicodeDecodeError:
             raise errors.NotUtf8Error(self.file_name) from None
+        except BadValue as bad:
+            raise self._bad_message(bad, raw, chat) from None
         finally:
             self.unreadable_messages += unreadable
         if rows:
@@ -249,6 +268,14 @@ class ExportParser:
 
     def _end_chat(self, chat: _Chat) -> Iterator[Chunk]:
         if chat.record is None and not self._chat_ready(chat, at_end=True):
+            if self.kind == "single_chat":  # the file is this chat: nothing to import
+                raise errors.MalformedValueError(
+                    self.file_name,
+                    chat_label(chat.meta),
+                    "id",
+                    chat.meta.get("id"),
+                    EXPECTED_CHAT_ID,
+                )
             logger.warning("Skipped a chat without id in %s", self.file_name)
             return
         yield from self._emit(chat, chat.pending)
@@ -257,17 +284,23 @@ class ExportParser:
     def _chat_ready(self, chat: _Chat, *, at_end: bool = False) -> bool:
         """Build the chat's record once its id and type are known (and the owner is)."""
         export_id, chat_type = chat.meta.get("id"), chat.meta.get("type")
-        if not isinstance(export_id, int) or not isinstance(chat_type, str):
-            if at_end and isinstance(export_id, int):
+        if type(export_id) is not int or not isinstance(chat_type, str):
+            if at_end and type(export_id) is int:
                 chat_type = "unknown"
             else:
                 return False
+        # Export ids are positive: the Bot API's negative ones are derived from them, so a
+        # negative one would come out as another chat's.
+        if not 0 < export_id < ID_LIMIT:
+            raise errors.MalformedValueError(
+                self.file_name, chat_label(chat.meta), "id", export_id, EXPECTED_CHAT_ID
+            )
         self._resolve_owner(chat_type, export_id)
         title = chat.meta.get("name")
         chat.record = ChatRecord(
             chat_id=bot_api_chat_id(export_id, chat_type),
-            title=title if isinstance(title, str) else None,
-            chat_type=chat_type,
+            title=_storable(title) if isinstance(title, str) else None,
+            chat_type=_storable(chat_type),
         )
         return True
 
@@ -289,9 +322,28 @@ class ExportParser:
         raise errors.OwnerUnknownError(self.file_name, single_chat=True)
 
     def _personal_information(self, value: object) -> None:
-        user_id = value.get("user_id") if isinstance(value, dict) else None
-        if isinstance(user_id, int | float) and not isinstance(user_id, bool):
-            self._set_file_owner(int(user_id))
+        if not isinstance(value, dict) or "user_id" not in value:
+            return  # without it, the owner must be given (OwnerUnknownError)
+        user_id = value["user_id"]
+        if type(user_id) is float and user_id.is_integer():
+            user_id = int(user_id)
+        if type(user_id) is not int or not 0 < user_id < ID_LIMIT:
+            raise errors.MalformedValueError(
+                self.file_name, "personal_information", "user_id", user_id, EXPECTED_CHAT_ID
+            )
+        self._set_file_owner(user_id)
+
+    def _bad_message(
+        self, bad: BadValue, raw: dict[str, Any], chat: _Chat
+    ) -> errors.MalformedValueError:
+        """The error for a bad value of the message ``raw`` of ``chat``."""
+        message_id = raw.get("id")
+        where = f"a message in {chat_label(chat.meta)}"
+        if bad.field != "id" and type(message_id) is int:
+            where = f"message {message_id} in {chat_label(chat.meta)}"
+        return errors.MalformedValueError(
+            self.file_name, where, bad.field, bad.value, bad.expected
+        )
 
     def _set_file_owner(self, user_id: int) -> None:
         self.file_owner_id = user_id
@@ -299,6 +351,24 @@ class ExportParser:
         if expected is not None and expected != user_id:
             raise errors.OwnerMismatchError(self.file_name, user_id, expected)
         self.owner_id = user_id
+
+
+def chat_label(meta: dict[str, Any]) -> str:
+    """How an error names a chat: ``the chat "Sam"``, ``the chat with id 42``, ``a chat``."""
+    name, export_id = meta.get("name"), meta.get("id")
+    if isinstance(name, str) and name.strip():
+        name = " ".join(name.split())
+        if len(name) > CHAT_NAME_SHOWN:
+            name = name[: CHAT_NAME_SHOWN - 1] + "…"
+        return f'the chat "{name}"'
+    if type(export_id) is int and abs(export_id) < ID_LIMIT:
+        return f"the chat with id {export_id}"
+    return "a chat"
+
+
+def _storable(text: str) -> str:
+    """``text`` with a lone surrogate (``"\\ud800"`` in the JSON) as "?": SQLite takes UTF-8."""
+    return text.encode("utf-8", "replace").decode("utf-8")
 
 
 def _remember(meta: dict[str, Any], key: str, value: object) -> None:

@@ -19,7 +19,9 @@ Bytes that are not UTF-8 raise :class:`~storage.errors.NotUtf8Error` where a val
 read contains them; values only skipped are not checked.
 
 Broken input raises the :class:`~storage.errors.ExportError` the owner should see: not
-UTF-8, not JSON, cut short (the error is at the end of the data) or damaged (elsewhere).
+UTF-8, not JSON, cut short (the error is at the end of the data) or damaged (elsewhere); so
+does JSON that Python cannot hold: values nested deeper than its recursion limit, a number
+of more than 4,300 digits. Those name the byte they start at and ``where`` the parser is.
 """
 
 from __future__ import annotations
@@ -87,6 +89,8 @@ class JsonText:
         self._escapes = False  # whether the text held now has a "\u" (rare: slow path)
         self._value_start = 0  # where the value _raw_value read last starts
         self.file_name = file_name
+        self.where = ""
+        """Where the cursor is, for the errors that can say no more (``in the chat "Sam"``)."""
         self.buf = ""
         self.pos = 0
         self.eof = False
@@ -135,6 +139,8 @@ class JsonText:
             return decode_value(value)
         except UnicodeDecodeError:
             raise errors.NotUtf8Error(self.file_name) from None
+        except RecursionError:
+            raise self._too_deep(start) from None
 
     def _decoded(self, start: int, end: int) -> Any:
         """The value at ``buf[start:end]`` decoded as UTF-8 first (it has escapes)."""
@@ -142,6 +148,8 @@ class JsonText:
             return _SCAN(self.buf[start:end].encode("latin-1").decode("utf-8"), 0)[0]
         except UnicodeDecodeError:
             raise errors.NotUtf8Error(self.file_name) from None
+        except RecursionError:  # read once already, but from a deeper stack
+            raise self._too_deep(start) from None
 
     def _raw_value(self) -> Any:
         """The value at the cursor as read (strings as their bytes); moves past it."""
@@ -154,6 +162,10 @@ class JsonText:
                 error_at, unterminated = int(stop.value), False
             except json.JSONDecodeError as exc:
                 error_at, unterminated = exc.pos, exc.msg.startswith("Unterminated string")
+            except ValueError:  # int() of a number longer than sys.get_int_max_str_digits()
+                raise errors.NumberTooLongError(self.file_name, self._place(self.pos)) from None
+            except RecursionError:
+                raise self._too_deep(self.pos) from None
             else:
                 if end < len(self.buf) or self.eof:
                     self._value_start, self.pos = self.pos, end
@@ -228,12 +240,12 @@ class JsonText:
                 if buf[pos] != "{":  # anything else may be cut by the end of the piece
                     raise StopIteration
                 value, end = scan(buf, pos)
-            except (StopIteration, IndexError, json.JSONDecodeError):
+            except (StopIteration, IndexError, ValueError, RecursionError):
                 self.pos = pos
                 value = self._raw_value()  # reads on, or tells what is wrong
                 buf, pos, end = self.buf, self._value_start, self.pos
                 refill_at = len(buf) - LOW_WATER
-            if self._escapes and buf.find(ESCAPE, pos, end) >= 0:
+            if self._escapes and buf.find(ESCAPE, pos, end) >= 0 and type(value) is dict:
                 value = DecodedObject(self._decoded(pos, end))
             if buf.startswith(separator, end):
                 pos = end + len(separator)
@@ -263,8 +275,9 @@ class JsonText:
                 raise self.broken()
             value = self._raw_value()
             buf, end = self.buf, self.pos
-            if self._escapes and buf.find(ESCAPE, self._value_start, end) >= 0:
-                value = DecodedObject(self._decoded(self._value_start, end))
+            start = self._value_start
+            if self._escapes and buf.find(ESCAPE, start, end) >= 0 and type(value) is dict:
+                value = DecodedObject(self._decoded(start, end))
 
     def skip(self, depth: int) -> None:
         """Move past the value at the cursor, walking ``depth`` levels of it piece by piece."""
@@ -305,6 +318,15 @@ class JsonText:
             raise self.broken()
         self.pos += 1
         return char
+
+    def _too_deep(self, at: int) -> errors.ExportError:
+        return errors.NestedTooDeepError(self.file_name, self._place(at))
+
+    def _place(self, at: int) -> str:
+        """``where``, and the byte of the file at index ``at`` of the text held now."""
+        byte = self.bytes_read - len(self.buf) + at
+        near = f"near byte {byte:,} of the file"
+        return f"{self.where}, {near}" if self.where else near
 
     def _error(self, *, cut: bool) -> errors.ExportError:
         if cut:

@@ -11,8 +11,10 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tests.export_factory import OWNER_ID, full_export
+from tests.storage.mutations import Raw, export_bytes
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,21 @@ def _single_chat_of_others() -> bytes:
     return json.dumps(chat).encode()
 
 
+def _with_raw(place: Callable[[dict[str, Any], Raw], None], raw: str) -> bytes:
+    """A valid export with one value, put where ``place`` puts it, written as the text ``raw``."""
+    data = full_export(conversations=2)
+    place(data, Raw(raw))
+    return export_bytes(data, ensure_ascii=False)
+
+
+def _first_message(key: str) -> Callable[[dict[str, Any], Raw], None]:
+    return lambda data, value: data["chats"]["list"][0]["messages"][0].__setitem__(key, value)
+
+
+def _owner_id(data: dict[str, Any], value: Raw) -> None:
+    data["personal_information"]["user_id"] = value
+
+
 VALID = json.dumps(full_export(conversations=2), ensure_ascii=False).encode()
 
 BAD_EXPORTS = [
@@ -87,6 +104,24 @@ BAD_EXPORTS = [
         "result.json",
         _bytes(_single_chat_of_others()),
         "none of its",
+    ),
+    BadExport(
+        "nested_too_deep",
+        "result.json",
+        _bytes(_with_raw(_first_message("text_entities"), "[" * 5_000 + "]" * 5_000)),
+        "nested hundreds of levels deep",
+    ),
+    BadExport(
+        "message_id_2**70",
+        "result.json",
+        _bytes(_with_raw(_first_message("id"), str(2**70))),
+        "as 'id' of a message in the chat",
+    ),
+    BadExport(
+        "user_id_1e400",
+        "result.json",
+        _bytes(_with_raw(_owner_id, "1e400")),
+        "as 'user_id' of personal_information",
     ),
 ]
 

@@ -8,13 +8,17 @@ import struct
 import time
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from storage import errors
+from storage.db import Database
 from storage.export_archive import _GuardedStream, inspect_export, open_member
 from storage.export_parser import ExportParser
+from storage.importer import import_export
 from tests.bad_exports import write_zip_bomb
+from tests.html_exports import HTML_OWNER_NAME, write_html_zip
 
 EXPORT = {"name": "Sam", "type": "personal_chat", "id": 42, "messages": []}
 EXPORT_BYTES = json.dumps(EXPORT).encode()
@@ -159,6 +163,28 @@ def test_a_single_chat_html_export(tmp_path: Path) -> None:
     members = {"ChatExport_2024-05-01/messages.html": PAGE, "ChatExport_2024-05-01/x.jpg": b""}
     source = inspect_export(make_zip(tmp_path / "chat.zip", members), "chat.zip")
     assert source.html_chats == (("ChatExport_2024-05-01/messages.html",),)
+
+
+class CountingZipFile(zipfile.ZipFile):
+    """The real ZipFile, counting how often an archive is opened (its directory read)."""
+
+    opened = 0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        type(self).opened += 1
+        super().__init__(*args, **kwargs)
+
+
+@pytest.mark.parametrize("pages", [3, 60])
+async def test_a_zip_of_html_pages_is_opened_once_to_inspect_and_once_to_read(
+    db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pages: int
+) -> None:
+    path = write_html_zip(tmp_path / "export.zip", pages)
+    monkeypatch.setattr(zipfile, "ZipFile", CountingZipFile)
+    monkeypatch.setattr(CountingZipFile, "opened", 0)
+    report = await import_export(db, path, owner_name=HTML_OWNER_NAME)
+    assert report.messages == 5 * pages
+    assert CountingZipFile.opened == 2  # not once per page: that made big exports quadratic
 
 
 # -- archives we refuse --------------------------------------------------------------------

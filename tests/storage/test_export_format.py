@@ -39,6 +39,11 @@ def raw(**fields: Any) -> dict[str, Any]:
         ("group42", None),
         (None, None),
         (True, None),
+        ("-5", -5),
+        ("--5", None),
+        ("²", None),  # a digit to isdigit(), not to int()
+        ("user²", None),
+        ("user-5", None),
     ],
 )
 def test_peer_id(value: object, expected: int | None) -> None:

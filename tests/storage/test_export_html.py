@@ -291,6 +291,9 @@ def test_emoji_images_give_their_alt_text(tmp_path: Path) -> None:
         ("14.03.2024 18:02:11", datetime(2024, 3, 14, 16, 2, 11, tzinfo=UTC)),  # local_tz
         ("31.02.2024 18:02:11 UTC", None),
         ("yesterday", None),
+        ("14.03.2024 18:02:11 UTC+99:00", None),  # an offset of a day or more
+        ("31.12.9999 23:59:59 UTC-03:00", None),  # after datetime's last day in UTC
+        ("01.01.0001 00:00:00 UTC+05:00", None),  # before its first
     ],
 )
 def test_date_titles(title: str, expected: datetime | None) -> None:
