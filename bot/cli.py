@@ -7,13 +7,13 @@ import asyncio
 import json
 import logging
 import sys
-import typing
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bot.run_setup import TRAIN_OVERRIDES
 from bot.settings import Settings, SettingsError, load_settings
+from training.config import DatasetConfig, TrainConfig
+from training.settings import add_flags, flag_values
 
 logger = logging.getLogger(__name__)
 
@@ -102,11 +102,11 @@ def import_file(
 
 def dataset_build(settings: Settings, out_dir: Path) -> int:
     """Build the training dataset from the database and write train/eval JSONL."""
-    from bot.run_setup import build_corpus_dataset
     from storage.db import Database
     from training.dataset import write_jsonl
+    from training.prepare import build_corpus_dataset
 
-    counter = _optional_tokenizer(settings.base_model)
+    counter = _optional_tokenizer(settings.base_model_id())
 
     async def go() -> int:
         db = await Database.open(settings.database_path)
@@ -130,12 +130,12 @@ def dataset_build(settings: Settings, out_dir: Path) -> int:
 
 def dataset_report(settings: Settings, tokenizer: str | None, png: Path | None) -> int:
     """Print what the dataset holds and why items were left out; optionally save a histogram."""
-    from bot.run_setup import build_corpus_dataset, dataset_config
     from storage.db import Database
     from storage.messages import chat_titles
+    from training.prepare import build_corpus_dataset
     from training.report import build_report, format_report, save_length_histogram
 
-    counter = _optional_tokenizer(tokenizer or settings.base_model)
+    counter = _optional_tokenizer(tokenizer or settings.base_model_id())
 
     async def go() -> int:
         db = await Database.open(settings.database_path)
@@ -144,7 +144,7 @@ def dataset_report(settings: Settings, tokenizer: str | None, png: Path | None) 
             titles = await chat_titles(db)
         finally:
             await db.close()
-        report = build_report(build, dataset_config(settings), counter, chat_titles=titles)
+        report = build_report(build, settings.dataset_config(), counter, chat_titles=titles)
         print(format_report(report))
         if png is not None:
             print(f"histogram: {save_length_histogram(report, png)}")
@@ -155,7 +155,7 @@ def dataset_report(settings: Settings, tokenizer: str | None, png: Path | None) 
 
 def _optional_tokenizer(source: str) -> Any:
     """The tokenizer that counts tokens, or None (counts are then estimates) if unavailable."""
-    from bot.run_setup import RunSetupError, load_tokenizer
+    from training.prepare import RunSetupError, load_tokenizer
 
     try:
         return load_tokenizer(source)
@@ -204,18 +204,11 @@ def _parser() -> argparse.ArgumentParser:
     report = dataset_sub.add_parser("report", help=dataset_report.__doc__)
     report.add_argument("--tokenizer", help="tokenizer to count with (default BASE_MODEL's)")
     report.add_argument("--png", type=Path, help="save the reply-length histogram here")
+    add_flags(build, DatasetConfig)
+    add_flags(report, DatasetConfig)
     tr = sub.add_parser("train", help=train.__doc__)
-    tr.add_argument("--base-model", dest="base_model")
-    for setting in TRAIN_OVERRIDES:
-        field = Settings.model_fields[setting]
-        kind = next((a for a in typing.get_args(field.annotation) if a is not type(None)), str)
-        flag = "--" + setting.removeprefix("train_").replace("_", "-")
-        if typing.get_origin(kind) is typing.Literal:
-            tr.add_argument(flag, dest=setting, choices=typing.get_args(kind))
-        elif kind is bool:  # type=bool would read "--padding-free false" as True
-            tr.add_argument(flag, dest=setting, action=argparse.BooleanOptionalAction)
-        else:
-            tr.add_argument(flag, dest=setting, type=kind, help=f"overrides {setting.upper()}")
+    add_flags(tr, TrainConfig)
+    add_flags(tr, DatasetConfig)
     return parser
 
 
@@ -228,11 +221,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     overrides: dict[str, object] = {}
     if args.data_dir is not None:
         overrides["data_dir"] = args.data_dir
+    # Flags win over the environment: the knobs' one precedence order (training/settings.py).
+    if args.command in ("train", "dataset"):
+        overrides.update(flag_values(args, DatasetConfig))
     if args.command == "train":
-        for setting in ("base_model", *TRAIN_OVERRIDES):
-            value = getattr(args, setting)
-            if value is not None:
-                overrides[setting] = value
+        overrides.update(flag_values(args, TrainConfig))
     try:
         settings = load_settings(**overrides)
     except SettingsError as exc:

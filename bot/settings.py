@@ -3,26 +3,24 @@
 from __future__ import annotations
 
 import re
-from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import NoDecode
 
-from training.config import DEFAULT_SYSTEM_PROMPT
+from training.settings import PipelineSettings
 
 CLOUD_API_BASE_URL = "https://api.telegram.org/bot"
 CLOUD_FILE_BASE_URL = "https://api.telegram.org/file/bot"
 
 
-class Settings(BaseSettings):
-    """Everything a deployment chooses. Read once by the CLI and passed down."""
-
-    model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", env_ignore_empty=True
-    )
+class Settings(PipelineSettings):
+    """Everything a deployment chooses: the training pipeline's settings (``PipelineSettings``:
+    the training, dataset and generation knobs, DATA_DIR, the runner, the gate) and the bot's
+    (Telegram, access, serving). Read once by the CLI and passed down; precedence: defaults,
+    then the environment and ``.env``, then command-line flags."""
 
     telegram_bot_token: str = Field("", description="Bot token from @BotFather.")
     owner_id: int = Field(0, description="The owner's Telegram user id.")
@@ -51,90 +49,17 @@ class Settings(BaseSettings):
         0, ge=0, le=65535, description="Port of the GET /health liveness endpoint; 0 = off."
     )
     health_listen: str = Field("127.0.0.1", description="Address the liveness endpoint binds.")
-    data_dir: Path = Field(Path("./data"), description="Home of the SQLite file and adapters.")
-    base_model: str = Field("Qwen/Qwen2.5-7B-Instruct", description="Hub id or local path.")
     telegram_api_base_url: str = Field(CLOUD_API_BASE_URL)
     telegram_file_base_url: str = Field(CLOUD_FILE_BASE_URL)
     telegram_local_mode: bool = Field(
         False, description="The Bot API server runs with --local (no 20 MB download limit)."
     )
-    system_prompt: str = Field(DEFAULT_SYSTEM_PROMPT)
     retrain_cron: str = Field("", description="Crontab line (e.g. '0 4 * * 0'); empty = off.")
     timezone: str = Field(
         "UTC", description="Zone of RETRAIN_CRON and of exports without offsets."
     )
-    session_gap_minutes: float = Field(
-        30.0, gt=0, description="Silence that ends a conversation (the adapter keeps its own)."
-    )
-    # Training overrides (TRAIN_*); None keeps the recipe default of training/config.py.
-    train_learning_rate: float | None = Field(None, gt=0)
-    train_lr_scheduler_type: str | None = None
-    train_warmup_ratio: float | None = Field(None, ge=0, lt=1)
-    train_epochs: float | None = Field(None, gt=0)
-    train_max_steps: int | None = None
-    train_batch_size: int | None = Field(None, ge=1)
-    train_eval_batch_size: int | None = Field(None, ge=1)
-    train_grad_accum: int | None = Field(None, ge=1)
-    train_eval_steps: int | None = Field(None, ge=1)
-    train_logging_steps: int | None = Field(None, ge=1)
-    train_early_stopping_patience: int | None = Field(None, ge=1)
-    train_early_stopping_threshold: float | None = Field(None, ge=0)
-    train_lora_r: int | None = Field(None, ge=1)
-    train_lora_alpha: int | None = Field(None, ge=1)
-    train_lora_dropout: float | None = Field(None, ge=0, lt=1)
-    train_target_modules: str | None = Field(
-        None, description="Comma-separated module names, or 'all-linear'."
-    )
-    train_max_length: int | None = Field(None, ge=16)
-    train_quantization: Literal["auto", "4bit", "none"] | None = None
-    train_seed: int | None = None
-    train_padding_free: bool | None = Field(
-        None,
-        description="Batches without padding (recipe default true); false pads each batch.",
-    )
-    promote_min_improvement: float = Field(
-        0.01, ge=0, description="eval_loss a new adapter must gain over the serving one."
-    )
-    # Where training runs (TRAIN_RUNNER, TRAIN_SSH_*, TRAIN_NUM_GPUS, TRAIN_SHARE_GPU).
-    train_runner: Literal["local", "ssh"] = Field(
-        "local", description="'local': a process on this machine; 'ssh': on TRAIN_SSH_HOST."
-    )
-    train_ssh_host: str = Field("", description="GPU host name or address for TRAIN_RUNNER=ssh.")
-    train_ssh_port: int = Field(22, ge=1, le=65535, description="SSH port of the GPU host.")
-    train_ssh_user: str = Field("", description="Login on the GPU host; empty = ssh's default.")
-    train_ssh_key_path: Path | None = Field(
-        None, description="Private key for the GPU host; empty = ssh's default keys/agent."
-    )
-    train_ssh_work_dir: str = Field(
-        "tgclone-runs", description="Directory on the GPU host for run files (relative = home)."
-    )
-    train_ssh_python: str = Field(
-        "python3", description="Python on the GPU host that has tgclone installed."
-    )
-    train_num_gpus: int = Field(
-        1, ge=1, description="GPUs of one host to train on; >1 runs `accelerate launch`."
-    )
     train_share_gpu: bool = Field(
         False, description="A local run leaves the serving model loaded (room for both)."
-    )
-    # Serving: None keeps what clone.json says (Qwen2.5-Instruct's defaults unless changed).
-    generation_do_sample: bool | None = Field(
-        None, description="Sample (true) or decode greedily (false)."
-    )
-    generation_max_new_tokens: int | None = Field(
-        None, ge=1, description="Longest reply in tokens."
-    )
-    generation_temperature: float | None = Field(
-        None, ge=0, description="Softmax temperature while sampling."
-    )
-    generation_top_p: float | None = Field(
-        None, gt=0, le=1, description="Nucleus sampling mass, in (0, 1]."
-    )
-    generation_top_k: int | None = Field(
-        None, ge=0, description="Sample from the k likeliest tokens; 0 = no limit."
-    )
-    generation_repetition_penalty: float | None = Field(
-        None, gt=0, description="Penalty on tokens already present; 1.0 = none."
     )
     engine: Literal["transformers", "openai"] = Field(
         "transformers",
@@ -248,11 +173,6 @@ class Settings(BaseSettings):
             raise ValueError(
                 "OPENAI_BASE_URL is required with ENGINE=openai, e.g. http://vllm:8000/v1"
             )
-        if self.generation_temperature == 0 and self.generation_do_sample is not False:
-            raise ValueError(
-                "GENERATION_TEMPERATURE=0 means greedy decoding: set GENERATION_DO_SAMPLE=false "
-                "(and leave the temperature empty) instead"
-            )
         return self
 
     def is_admin(self, user_id: int) -> bool:
@@ -269,25 +189,8 @@ class Settings(BaseSettings):
         return ZoneInfo(self.timezone)
 
     @property
-    def session_gap(self) -> timedelta:
-        return timedelta(minutes=self.session_gap_minutes)
-
-    @property
-    def database_path(self) -> Path:
-        return self.data_dir / "tgclone.sqlite3"
-
-    @property
-    def runs_dir(self) -> Path:
-        return self.data_dir / "runs"
-
-    @property
     def uploads_dir(self) -> Path:
         return self.data_dir / "uploads"
-
-    @property
-    def known_hosts_path(self) -> Path:
-        """ssh's known_hosts for the GPU host, kept under the data directory."""
-        return self.data_dir / "ssh_known_hosts"
 
     def missing_for_bot(self) -> list[str]:
         """Names of the settings the bot cannot start without."""

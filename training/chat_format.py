@@ -87,6 +87,8 @@ class CloneSpec:
     """The full chat template text used in training."""
     generation: GenerationSettings = field(default_factory=GenerationSettings)
     """Sampling settings for serving."""
+    training: dict[str, Any] = field(default_factory=dict)
+    """Every training and dataset knob as the run resolved it (``training.settings.resolved``)."""
     metrics: dict[str, float] = field(default_factory=dict)
     """eval_loss, eval_mean_token_accuracy, train_loss, ..."""
     dataset_size: int = 0
@@ -117,6 +119,7 @@ class CloneSpec:
             "chat_template": self.chat_template,
             "dataset": self.dataset.to_dict(),
             "generation": self.generation.to_dict(),
+            "training": dict(self.training),
             "metrics": dict(self.metrics),
             "dataset_size": self.dataset_size,
             "dataset_fingerprint": self.dataset_fingerprint,
@@ -135,6 +138,7 @@ class CloneSpec:
             dataset=dataset,
             chat_template=str(data["chat_template"]),
             generation=GenerationSettings.from_dict(data.get("generation", {})),
+            training=dict(data.get("training", {})),
             metrics={str(k): float(v) for k, v in data.get("metrics", {}).items()},
             dataset_size=int(data.get("dataset_size", 0)),
             dataset_fingerprint=str(data.get("dataset_fingerprint", "")),

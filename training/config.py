@@ -111,7 +111,7 @@ class GenerationSettings:
 class TrainConfig:
     """One QLoRA training run: data, LoRA shape, optimisation, and what serving will need."""
 
-    base_model: str = DEFAULT_BASE_MODEL
+    base_model: str = field(default=DEFAULT_BASE_MODEL, metadata={"setting": "base_model"})
     """Hub id or local directory of the instruct model the adapter is trained on."""
     train_file: Path
     """JSONL of ``{"messages": [...]}`` training samples (``training.dataset.write_jsonl``)."""
@@ -138,13 +138,15 @@ class TrainConfig:
     """A transformers scheduler name (cosine, linear, constant, ...)."""
     warmup_ratio: float = 0.03
     """Share of the steps spent warming up, in [0, 1)."""
-    num_train_epochs: float = 5.0
+    num_train_epochs: float = field(default=5.0, metadata={"setting": "train_epochs"})
     """Passes over the training set (early stopping usually ends sooner)."""
-    per_device_train_batch_size: int = 4
+    per_device_train_batch_size: int = field(default=4, metadata={"setting": "train_batch_size"})
     """Training samples per device per step."""
-    per_device_eval_batch_size: int = 4
+    per_device_eval_batch_size: int = field(
+        default=4, metadata={"setting": "train_eval_batch_size"}
+    )
     """Eval samples per device per step."""
-    gradient_accumulation_steps: int = 4
+    gradient_accumulation_steps: int = field(default=4, metadata={"setting": "train_grad_accum"})
     """Micro-batches per optimiser step."""
     eval_steps: int = 50
     """Evaluate (and checkpoint) every this many optimiser steps."""
@@ -154,8 +156,6 @@ class TrainConfig:
     """Stop after this many evaluations without an eval_loss improvement."""
     early_stopping_threshold: float = 0.01
     """Smallest eval_loss decrease that counts as an improvement."""
-    max_length: int = DEFAULT_MAX_LENGTH
-    """Longest sample in tokens; older turn pairs are dropped to fit."""
     max_steps: int = -1
     """Stop after this many optimiser steps; -1 means run ``num_train_epochs``."""
     quantization: Quantization = "auto"
@@ -176,13 +176,18 @@ class TrainConfig:
     schedule mean; padding-free alone already removes the padding."""
     generation: GenerationSettings = field(default_factory=GenerationSettings)
     """Sampling settings saved in clone.json for serving."""
-    dataset_fingerprint: str = ""
+    dataset_fingerprint: str = field(default="", metadata={"knob": False})
     """``DatasetBuild.fingerprint`` of the data, recorded in clone.json."""
-    dataset_size: int = 0
+    dataset_size: int = field(default=0, metadata={"knob": False})
     """Number of samples (train + eval), recorded in clone.json."""
 
     def __post_init__(self) -> None:
         _raise_if(self._field_problems(), "TrainConfig")
+
+    @property
+    def max_length(self) -> int:
+        """Longest sample in tokens: the dataset's ``max_seq_tokens``, which its windows fit."""
+        return self.dataset.max_seq_tokens
 
     def _field_problems(self) -> list[str]:
         problems = []
@@ -199,7 +204,6 @@ class TrainConfig:
             "eval_steps",
             "logging_steps",
             "early_stopping_patience",
-            "max_length",
         )
         for name in positive_ints:
             if getattr(self, name) < 1:

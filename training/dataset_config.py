@@ -8,7 +8,7 @@ problem). Re-exported by ``training.config``.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Literal
 
@@ -35,9 +35,13 @@ _TIMEDELTAS = ("session_gap", "merge_window")
 class DatasetConfig:
     """How the owner's messages become training conversations."""
 
-    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    system_prompt: str = field(
+        default=DEFAULT_SYSTEM_PROMPT, metadata={"setting": "system_prompt"}
+    )
     """System message put first in every sample (and saved in clone.json for serving)."""
-    session_gap: timedelta = timedelta(minutes=30)
+    session_gap: timedelta = field(
+        default=timedelta(minutes=30), metadata={"setting": "session_gap_minutes"}
+    )
     """A silence longer than this (days included) starts a new conversation."""
     merge_window: timedelta = timedelta(minutes=2)
     """The owner's consecutive messages at most this far apart form one reply. A later owner
@@ -80,7 +84,9 @@ class DatasetConfig:
     ``neutral_prompt`` before it and train on it."""
     neutral_prompt: str = "…"
     """The user turn put before an unprompted owner turn when ``owner_starts`` asks for it."""
-    max_seq_tokens: int = DEFAULT_MAX_LENGTH
+    max_seq_tokens: int = field(
+        default=DEFAULT_MAX_LENGTH, metadata={"setting": "train_max_length"}
+    )
     """Longest sample in tokens (system prompt included); older pairs are left out to fit."""
     chars_per_token: float = 2.5
     """Token estimate without a tokenizer: characters per token (Qwen2.5 averages about 2.5-3

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from training.chat_format import PAD_TOKEN, CloneSpec, save_clone_spec, tokenize_for_training
 from training.config import TrainConfig
 from training.dataset import fingerprint, read_jsonl
+from training.settings import resolved
 from training.token_stats import TokenStats, measure_token_stats
 from training.train_args import load_config, parse_args
 from training.turns import check_control_tokens
@@ -329,6 +330,7 @@ def save_adapter(
         base_model=config.base_model,
         dataset=config.dataset,
         chat_template=str(tokenizer.chat_template),
+        training=resolved(config),
         generation=config.generation,
         metrics=metrics,
         dataset_size=int(info["dataset_size"]),

@@ -1,5 +1,5 @@
-"""What every engine shares: the ``ReplyEngine`` protocol, its errors, the serving-side
-generation overrides, and the adapter's prompts.
+"""What every engine shares: the ``ReplyEngine`` protocol, its errors, and the adapter's
+prompts with the serving-side generation overrides.
 
 ``bot.engine.local.CloneEngine`` runs the model in this process;
 ``bot.engine.openai_server.OpenAIEngine`` talks to an OpenAI-compatible server instead;
@@ -8,15 +8,14 @@ generation overrides, and the adapter's prompts.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from training.chat_format import ChatMessage, load_clone_spec
-from training.config import GenerationSettings
 from training.modeling import load_adapter_tokenizer
 from training.prompt import PromptBuilder
+from training.settings import with_fields
 
 
 class ReplyEngine(Protocol):
@@ -72,28 +71,12 @@ class EngineUnavailableError(ConnectionError):
     """
 
 
-@dataclass(frozen=True)
-class GenerationOverrides:
-    """Serving-side overrides of the generation settings saved in clone.json (None: keep)."""
+def prepare_prompts(adapter_dir: Path, overrides: Mapping[str, Any]) -> PromptBuilder:
+    """The adapter's clone.json and tokenizer, checked, as a PromptBuilder (blocking I/O).
 
-    do_sample: bool | None = None
-    max_new_tokens: int | None = None
-    temperature: float | None = None
-    top_p: float | None = None
-    top_k: int | None = None
-    repetition_penalty: float | None = None
-
-    def apply(self, base: GenerationSettings) -> GenerationSettings:
-        """``base`` with every set override; raises ``ValueError`` naming each problem."""
-        changes = {k: v for k, v in vars(self).items() if v is not None}
-        settings = replace(base, **changes)
-        settings.validate()
-        return settings
-
-
-def prepare_prompts(adapter_dir: Path, overrides: GenerationOverrides) -> PromptBuilder:
-    """The adapter's clone.json and tokenizer, checked, as a PromptBuilder (blocking I/O)."""
+    ``overrides``: GenerationSettings fields to use instead of clone.json's (GENERATION_*).
+    """
     spec = load_clone_spec(adapter_dir)
-    settings = overrides.apply(spec.generation)
+    settings = with_fields(spec.generation, overrides)
     tokenizer = load_adapter_tokenizer(adapter_dir, spec.base_model)
     return PromptBuilder(spec, tokenizer, settings)

@@ -2,27 +2,15 @@
 
 from __future__ import annotations
 
-from bot.engine.base import GenerationOverrides, ReplyEngine
+from bot.engine.base import ReplyEngine
 from bot.engine.local import CloneEngine
 from bot.engine.openai_server import OpenAIEngine
 from bot.settings import Settings
 
 
-def generation_overrides(settings: Settings) -> GenerationOverrides:
-    """The GENERATION_* settings; unset ones keep what the adapter's clone.json says."""
-    return GenerationOverrides(
-        do_sample=settings.generation_do_sample,
-        max_new_tokens=settings.generation_max_new_tokens,
-        temperature=settings.generation_temperature,
-        top_p=settings.generation_top_p,
-        top_k=settings.generation_top_k,
-        repetition_penalty=settings.generation_repetition_penalty,
-    )
-
-
 def build_engine(settings: Settings) -> ReplyEngine:
     """The in-process transformers engine, or the client of an OpenAI-compatible server."""
-    overrides = generation_overrides(settings)
+    overrides = settings.generation_overrides()
     if settings.engine == "openai":
         return OpenAIEngine(
             settings.openai_base_url,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,6 @@ from typing import Any
 from bot.engine.base import (
     EngineBusyError,
     EnginePausedError,
-    GenerationOverrides,
     NoAdapterError,
     prepare_prompts,
 )
@@ -51,7 +50,7 @@ class CloneEngine:
     Args:
         device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
         quantization: ``auto`` (4-bit on CUDA, float32 on CPU), ``4bit`` or ``bf16``.
-        overrides: Serving overrides of clone.json's generation settings.
+        overrides: GenerationSettings fields that replace clone.json's (GENERATION_*).
         queue_size: Requests that may wait for the worker; one more raises EngineBusyError.
         max_batch: Most requests generated together in one batch.
     """
@@ -59,7 +58,7 @@ class CloneEngine:
     def __init__(
         self,
         device: Device = "auto",
-        overrides: GenerationOverrides | None = None,
+        overrides: Mapping[str, Any] | None = None,
         *,
         quantization: ServingQuantization = "auto",
         queue_size: int = DEFAULT_QUEUE_SIZE,
@@ -69,7 +68,7 @@ class CloneEngine:
             raise ValueError("queue_size and max_batch must be >= 1")
         self._device = device
         self._quantization = quantization
-        self._overrides = overrides or GenerationOverrides()
+        self._overrides = dict(overrides or {})
         self._jobs = JobQueue(max_waiting=queue_size, max_batch=max_batch)
         self._loaded: _Loaded | None = None
         self._requested: Path | None = None

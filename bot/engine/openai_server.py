@@ -21,7 +21,7 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
@@ -30,7 +30,6 @@ import httpx
 
 from bot.engine.base import (
     EngineUnavailableError,
-    GenerationOverrides,
     NoAdapterError,
     prepare_prompts,
 )
@@ -92,7 +91,7 @@ class OpenAIEngine:
         data_dir: The bot's DATA_DIR (where adapters live).
         server_data_dir: DATA_DIR as the server sees it; empty: the same path.
         api_key: Bearer token; empty sends none.
-        overrides: Serving overrides of clone.json's generation settings.
+        overrides: GenerationSettings fields that replace clone.json's (GENERATION_*).
         prompt_format: ``ids`` (token ids, the default) or ``text`` (the rendered string).
         timeout: Longest wait for the server, in seconds (connecting takes at most 10 s).
         transport: An httpx transport to use instead of the network (tests, proxies).
@@ -105,7 +104,7 @@ class OpenAIEngine:
         data_dir: Path,
         server_data_dir: str = "",
         api_key: str = "",
-        overrides: GenerationOverrides | None = None,
+        overrides: Mapping[str, Any] | None = None,
         prompt_format: PromptFormat = "ids",
         timeout: float = 120.0,
         transport: httpx.AsyncBaseTransport | None = None,
@@ -113,7 +112,7 @@ class OpenAIEngine:
         self._base_url = base_url.rstrip("/")
         self._data_dir = data_dir
         self._server_data_dir = server_data_dir
-        self._overrides = overrides or GenerationOverrides()
+        self._overrides = dict(overrides or {})
         self._prompt_format = prompt_format
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = httpx.AsyncClient(

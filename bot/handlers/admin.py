@@ -12,12 +12,12 @@ from telegram import Update
 from bot.context import CloneContext
 from bot.retrain.figures import adapter_lines, run_lines, style_legend
 from bot.retrain.service import RunAlreadyActiveError
-from bot.run_setup import build_corpus_dataset, dataset_config
 from bot.telegram.const import RETRAIN_JOB_ID
 from storage.collection import collection_paused
 from storage.corrections import count_corrections
 from storage.messages import chat_titles, corpus_counts
 from storage.runs import current_adapter, latest_run
+from training.prepare import build_corpus_dataset
 from training.report import build_report, format_short, save_length_histogram
 
 logger = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ async def stats(update: Update, context: CloneContext) -> None:
     counts = await corpus_counts(services.db)
     build = await build_corpus_dataset(services.db, services.settings)
     report = build_report(
-        build, dataset_config(services.settings), chat_titles=await chat_titles(services.db)
+        build, services.settings.dataset_config(), chat_titles=await chat_titles(services.db)
     )
     lines = [
         f"Chats: {counts.chats}",

@@ -18,8 +18,6 @@ from typing import Any
 
 from bot.engine.base import ReplyEngine
 from bot.retrain.figures import describe_metrics, format_style
-from bot.run_setup import RunSetupError, prepare_run
-from bot.runner_factory import make_runner
 from bot.settings import Settings
 from storage.db import Database
 from storage.models import TrainingRun
@@ -40,8 +38,10 @@ from storage.runs import (
 from training.config import TrainConfig
 from training.gate import GateDecision, decide
 from training.loss_curve import NothingToPlotError, save_loss_curve
+from training.prepare import RunSetupError, prepare_run
 from training.runner import EvaluationError, evaluate_in_child
 from training.runners import RunDetachedError, RunHandle, Runner, RunOutcome
+from training.runners.factory import make_runner
 from training.style_runner import StyleEvalError, run_style_eval
 
 logger = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from bot.engine.base import EngineUnavailableError, GenerationOverrides, NoAdapterError
+from bot.engine.base import EngineUnavailableError, NoAdapterError
 from bot.engine.openai_server import AdapterRejectedError, OpenAIEngine
 from storage.db import Database
 from storage.runs import add_adapter
@@ -112,10 +112,10 @@ async def test_text_prompt_format_sends_the_rendered_string(
 async def test_overrides_reach_the_request(
     fake_openai: FakeOpenAIServer, data_dir: Path, first: Path
 ) -> None:
-    overrides = GenerationOverrides(
-        do_sample=True, temperature=0.9, top_p=0.5, top_k=7, repetition_penalty=1.3,
-        max_new_tokens=33,
-    )  # fmt: skip
+    overrides = {
+        "do_sample": True, "temperature": 0.9, "top_p": 0.5, "top_k": 7,
+        "repetition_penalty": 1.3, "max_new_tokens": 33,
+    }  # fmt: skip
     engine = OpenAIEngine(fake_openai.url, data_dir=data_dir, overrides=overrides)
     try:
         await engine.load_adapter(first)

@@ -11,7 +11,6 @@ from telegram.ext import Application
 
 from bot.context import Services
 from bot.handlers.fix import EMPTY_FIX, NOT_A_CLONE_MESSAGE, NOT_A_REPLY, NOTED
-from bot.run_setup import prepare_run
 from bot.settings import Settings
 from storage.clone_turns import add_clone_turn, link_sent_messages
 from storage.corrections import count_corrections, load_corrections
@@ -24,6 +23,7 @@ from tests.export_factory import OWNER_ID, write_full_export
 from tests.fake_telegram import builders
 from tests.fake_telegram.server import FakeTelegramServer
 from tests.tiny_model import TOKENIZER_DIR
+from training.prepare import prepare_run
 
 OWNER = builders.user(OWNER_ID, "Owner")
 OWNER_CHAT = builders.private_chat(OWNER)

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from bot.run_setup import RunSetupError
-from bot.runner_factory import make_runner
 from bot.settings import Settings
+from training.prepare import RunSetupError
 from training.runners import LocalRunner, SshRunner
+from training.runners.factory import make_runner
 
 
 def _settings(tmp_path: Path, **values: Any) -> Settings:

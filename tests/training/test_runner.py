@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from training.chat_format import ChatMessage
-from training.config import DEFAULT_SYSTEM_PROMPT, TrainConfig
+from training.config import DEFAULT_SYSTEM_PROMPT, DatasetConfig, TrainConfig
 from training.dataset import write_jsonl
 from training.runners import LocalRunner, RunDetachedError, train_command
 from training.runners.base import EXIT_CODE_FILE
@@ -49,7 +49,7 @@ def write_run(tmp_path: Path, base_model: str | Path, **overrides: Any) -> Path:
         "per_device_eval_batch_size": 2,
         "gradient_accumulation_steps": 1,
         "early_stopping_patience": 10,
-        "max_length": 128,
+        "dataset": DatasetConfig(max_seq_tokens=128),
     }
     values.update(overrides)
     config = TrainConfig(**values)

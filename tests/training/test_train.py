@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from training.chat_format import ChatMessage, load_clone_spec
-from training.config import DEFAULT_SYSTEM_PROMPT, TrainConfig
+from training.config import DEFAULT_SYSTEM_PROMPT, DatasetConfig, TrainConfig
 from training.dataset import write_jsonl
 from training.runner import LocalRunner
 from training.train import load_datasets
@@ -48,7 +48,7 @@ def _write_run(tmp_path: Path, base_model: str | Path, **overrides: Any) -> Path
         "per_device_eval_batch_size": 2,
         "gradient_accumulation_steps": 1,
         "early_stopping_patience": 10,
-        "max_length": 256,
+        "dataset": DatasetConfig(max_seq_tokens=256),
     }
     values.update(overrides)
     config = TrainConfig(**values)

@@ -1,4 +1,5 @@
-"""Turn settings and the stored corpus into a run directory the training process can read."""
+"""Prepare a run: the stored corpus and the settings become a run directory that the
+training process reads (dataset files, frozen eval set, corrections, the resolved config)."""
 
 from __future__ import annotations
 
@@ -8,40 +9,15 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from bot.settings import Settings
 from storage.corpus_reader import iter_corpus_rows
 from storage.corrections import load_corrections
 from storage.db import Database
 from storage.messages import corpus_counts
-from training.config import DEFAULT_MAX_LENGTH, DatasetConfig, TrainConfig
+from training.config import TrainConfig
 from training.corrections import correction_samples
 from training.dataset import DatasetBuild, build_dataset, fingerprint, write_jsonl
 from training.frozen_eval import freeze_eval
-
-TRAIN_OVERRIDES: dict[str, str] = {
-    "train_learning_rate": "learning_rate",
-    "train_lr_scheduler_type": "lr_scheduler_type",
-    "train_warmup_ratio": "warmup_ratio",
-    "train_epochs": "num_train_epochs",
-    "train_max_steps": "max_steps",
-    "train_batch_size": "per_device_train_batch_size",
-    "train_eval_batch_size": "per_device_eval_batch_size",
-    "train_grad_accum": "gradient_accumulation_steps",
-    "train_eval_steps": "eval_steps",
-    "train_logging_steps": "logging_steps",
-    "train_early_stopping_patience": "early_stopping_patience",
-    "train_early_stopping_threshold": "early_stopping_threshold",
-    "train_lora_r": "lora_r",
-    "train_lora_alpha": "lora_alpha",
-    "train_lora_dropout": "lora_dropout",
-    "train_target_modules": "target_modules",
-    "train_max_length": "max_length",
-    "train_quantization": "quantization",
-    "train_seed": "seed",
-    "train_padding_free": "padding_free",
-}
-"""Settings (TRAIN_* in the environment, flags of `tgclone train`) → TrainConfig fields."""
-
+from training.settings import PipelineSettings
 
 NOT_ENOUGH_DATA = (
     "Not enough conversations to train on yet ({train} for training, {eval} for evaluation; "
@@ -70,38 +46,16 @@ class PreparedRun:
     """Samples in ``build.train`` made from the owner's /fix corrections."""
 
 
-def dataset_config(settings: Settings) -> DatasetConfig:
-    """The dataset settings of this deployment; samples fit the training max_length."""
-    return DatasetConfig(
-        system_prompt=settings.system_prompt,
-        session_gap=settings.session_gap,
-        max_seq_tokens=settings.train_max_length or DEFAULT_MAX_LENGTH,
-    )
-
-
-def train_config(settings: Settings, run_dir: Path, build: DatasetBuild) -> TrainConfig:
-    """The recipe defaults with this deployment's overrides applied."""
-    config = TrainConfig(
-        base_model=settings.base_model,
-        train_file=run_dir / "train.jsonl",
-        eval_file=run_dir / "eval.jsonl",
-        output_dir=run_dir / "output",
-        dataset=dataset_config(settings),
-        dataset_fingerprint=build.fingerprint,
-        dataset_size=len(build.train) + len(build.eval),
-    )
-    overrides: dict[str, Any] = {}
-    for setting, field in TRAIN_OVERRIDES.items():
-        value = getattr(settings, setting)
-        if value is not None:
-            overrides[field] = value
-    if "target_modules" in overrides:
-        modules = str(overrides["target_modules"]).split(",")
-        overrides["target_modules"] = tuple(m.strip() for m in modules if m.strip())
-    if settings.train_batch_size is not None and settings.train_eval_batch_size is None:
-        overrides["per_device_eval_batch_size"] = settings.train_batch_size
+def train_config(settings: PipelineSettings, run_dir: Path, build: DatasetBuild) -> TrainConfig:
+    """The run's recipe: the defaults with this deployment's knobs, for its dataset files."""
     try:
-        config = replace(config, **overrides)
+        config = settings.train_config(
+            run_dir / "train.jsonl",
+            run_dir / "eval.jsonl",
+            run_dir / "output",
+            dataset_fingerprint=build.fingerprint,
+            dataset_size=len(build.train) + len(build.eval),
+        )
         config.validate()
     except ValueError as exc:
         raise RunSetupError(f"The training settings do not fit together: {exc}") from exc
@@ -109,14 +63,14 @@ def train_config(settings: Settings, run_dir: Path, build: DatasetBuild) -> Trai
 
 
 async def build_corpus_dataset(
-    db: Database, settings: Settings, tokenizer: Any = None
+    db: Database, settings: PipelineSettings, tokenizer: Any = None
 ) -> DatasetBuild:
     """Build the dataset from every stored message, streamed, off the event loop.
 
     With `tokenizer` the windows are fitted to max_length exactly; without it (quick
     figures such as /stats) the builder estimates token counts.
     """
-    config = dataset_config(settings)
+    config = settings.dataset_config()
     return await asyncio.to_thread(
         lambda: build_dataset(iter_corpus_rows(db.path), config, tokenizer=tokenizer)
     )
@@ -136,13 +90,14 @@ def load_tokenizer(base_model: str) -> Any:
 
 
 async def with_corrections(
-    db: Database, settings: Settings, build: DatasetBuild, tokenizer: Any
+    db: Database, settings: PipelineSettings, build: DatasetBuild, tokenizer: Any
 ) -> tuple[DatasetBuild, int]:
     """The build with one training sample per /fix correction (train split only, never eval)."""
     stored = await load_corrections(db)
     if not stored:
         return build, 0
-    made = await asyncio.to_thread(correction_samples, stored, dataset_config(settings), tokenizer)
+    config = settings.dataset_config()
+    made = await asyncio.to_thread(correction_samples, stored, config, tokenizer)
     train = [*build.train, *made.samples]
     build = replace(
         build,
@@ -154,15 +109,15 @@ async def with_corrections(
     return build, len(made.samples)
 
 
-async def prepare_run(db: Database, settings: Settings, run_id: int) -> PreparedRun:
+async def prepare_run(db: Database, settings: PipelineSettings, run_id: int) -> PreparedRun:
     """Write train.jsonl, eval.jsonl and train_config.json into a fresh run directory."""
     if (await corpus_counts(db)).owner_messages == 0:
         raise NotEnoughDataError(NOT_ENOUGH_DATA.format(train=0, eval=0))
-    tokenizer = await asyncio.to_thread(load_tokenizer, settings.base_model)
+    tokenizer = await asyncio.to_thread(load_tokenizer, settings.base_model_id())
     build = await build_corpus_dataset(db, settings, tokenizer)
     # The eval set stays the same across runs while its replies are still in the data, so
     # eval_loss of successive runs (and the quality gate) compare like with like.
-    build = await asyncio.to_thread(freeze_eval, build, settings.data_dir / "eval")
+    build = await asyncio.to_thread(freeze_eval, build, settings.eval_store)
     if not build.train or not build.eval:
         raise NotEnoughDataError(
             NOT_ENOUGH_DATA.format(train=len(build.train), eval=len(build.eval))

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from bot.run_setup import RunSetupError
-from bot.settings import Settings
+from training.prepare import RunSetupError
 from training.runners import LocalRunner, Runner, SshRunner, SshTarget
+from training.settings import PipelineSettings
 
 
-def make_runner(settings: Settings) -> Runner:
+def make_runner(settings: PipelineSettings) -> Runner:
     """The runner TRAIN_RUNNER chooses, set up from TRAIN_SSH_* and TRAIN_NUM_GPUS."""
     if settings.train_runner == "local":
         return LocalRunner(num_gpus=settings.train_num_gpus)
