@@ -54,7 +54,7 @@ from bot.replies.business import AutoReplier
 from bot.replies.history import ChatHistory
 from bot.replies.inbox import ReplyScheduler
 from bot.retrain.schedule import build_scheduler, parse_cron, schedule_retrain
-from bot.retrain.service import RetrainService
+from bot.retrain.service import OwnerHooks
 from bot.retrain.status import owner_status_factory
 from bot.settings import Settings
 from bot.telegram.const import (
@@ -82,6 +82,7 @@ from bot.telegram.health import HealthServer
 from bot.telegram.http import AiohttpRequest
 from storage.db import Database
 from storage.runs import current_adapter
+from training.pipeline import TrainingPipeline
 
 logger = logging.getLogger(__name__)
 
@@ -192,14 +193,14 @@ def _post_init(settings: Settings, engine_factory: EngineFactory) -> Any:
 
         # Created before the retrain service it triggers, so that it is closed after it.
         scheduler = build_scheduler(settings)
-        retrain_service = RetrainService(
-            settings,
-            db,
-            engine,
+        hooks = OwnerHooks(
             notify_owner,
+            engine,
+            share_accelerator=settings.train_share_gpu,
             status_for_run=owner_status_factory(application.bot, settings.owner_id),
-            notify_photo=notify_owner_photo,
+            send_photo=notify_owner_photo,
         )
+        retrain_service = TrainingPipeline(settings, db, hooks)
         schedule_retrain(scheduler, settings, retrain_service.run)
         scheduler.start()
         business = AutoReplier(

@@ -166,8 +166,9 @@ def _optional_tokenizer(source: str) -> Any:
 
 def train(settings: Settings) -> int:
     """Train an adapter now, in the foreground, from everything stored; promote it on success."""
-    from bot.retrain.service import RetrainService
+    from bot.retrain.service import OwnerHooks
     from storage.db import Database
+    from training.pipeline import TrainingPipeline
 
     async def say(text: str) -> None:
         print(text, flush=True)
@@ -178,8 +179,8 @@ def train(settings: Settings) -> int:
     async def go() -> int:
         db = await Database.open(settings.database_path)
         try:
-            service = RetrainService(settings, db, None, notify=say, on_event=print_event)
-            run = await service.run("cli")
+            hooks = OwnerHooks(say, on_event=print_event)
+            run = await TrainingPipeline(settings, db, hooks).run("cli")
         finally:
             await db.close()
         return 0 if run is not None and run.status == "succeeded" else 1

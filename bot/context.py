@@ -16,11 +16,11 @@ from bot.engine.base import ReplyEngine
 from bot.replies.business import AutoReplier
 from bot.replies.history import ChatHistory
 from bot.replies.inbox import ReplyScheduler
-from bot.retrain.service import RetrainService
 from bot.settings import Settings
 from bot.telegram.health import HealthServer
 from storage.db import Database
 from storage.models import CloneTurn
+from training.pipeline import TrainingPipeline
 
 SERVICES_KEY = "services"
 
@@ -30,7 +30,7 @@ class Services:
     """The bot's long-lived objects, one of each per application, in order of creation.
 
     ``close`` closes them in reverse order: the replies stop before the engine and the
-    database they use; the retrain service stops following its run (the training process
+    database they use; the training pipeline stops following its run (the training process
     goes on; the next start follows it again) before the scheduler cancels its jobs.
     """
 
@@ -38,7 +38,7 @@ class Services:
     db: Database
     engine: ReplyEngine
     scheduler: AsyncIOScheduler
-    retrain: RetrainService
+    retrain: TrainingPipeline
     replies: ReplyScheduler[CloneTurn]
     history: ChatHistory
     business: AutoReplier

@@ -13,10 +13,10 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from training.chat_format import END_OF_TURN, load_clone_spec, tokenize_for_training
-from training.dataset import read_jsonl
+from training.chat_format import END_OF_TURN, CloneSpec, load_clone_spec, tokenize_for_training
+from training.dataset import Sample, read_jsonl
 from training.modeling import Device, load_adapter_tokenizer, load_base_model
 
 if TYPE_CHECKING:
@@ -45,16 +45,28 @@ def evaluate_adapter(
     Each sample is rendered with the adapter's own chat template (from clone.json) and its
     own system message, as at serving time. Samples longer than `max_length` are cut to it.
     """
-    import torch
     from peft import PeftModel
 
     spec = load_clone_spec(adapter_dir)
     tokenizer = load_adapter_tokenizer(adapter_dir, spec.base_model)
     model = PeftModel.from_pretrained(load_base_model(spec.base_model, device), str(adapter_dir))
     model.eval()
-    samples = read_jsonl(eval_file)
+    return score_samples(model, tokenizer, spec, read_jsonl(eval_file), max_length=max_length)
+
+
+def score_samples(
+    model: Any,
+    tokenizer: PreTrainedTokenizerBase,
+    spec: CloneSpec,
+    samples: list[Sample],
+    *,
+    max_length: int,
+) -> dict[str, float]:
+    """``evaluate_adapter``'s figures for a loaded model (its active adapter) on ``samples``."""
+    import torch
+
     if not samples:
-        raise ValueError(f"{eval_file} has no samples to evaluate on")
+        raise ValueError("the eval set has no samples to evaluate on")
     loss_sum = 0.0
     correct = 0
     tokens = 0
@@ -85,7 +97,7 @@ def evaluate_adapter(
             content_correct += int(hits[content].sum())
             content_tokens += int(content.sum())
     if tokens == 0:
-        raise ValueError(f"{eval_file} has no owner tokens within max_length={max_length}")
+        raise ValueError(f"the eval set has no owner tokens within max_length={max_length}")
     return {
         "eval_loss": loss_sum / tokens,
         "eval_mean_token_accuracy": correct / tokens,

@@ -6,10 +6,13 @@ adapter is judged on the numbers it will serve with.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from training.chat_format import PAD_TOKEN
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -50,6 +53,7 @@ def load_base_model(
         raise ValueError(
             "4-bit quantization needs a CUDA GPU; use 'bf16' or 'auto' (float32) on the CPU"
         )
+    logger.info("loading base model %s on %s (%s)", base_model, target, quantization)
     if target == "cuda" and quantization in ("auto", "4bit"):
         quant = BitsAndBytesConfig(
             load_in_4bit=True,

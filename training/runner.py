@@ -1,7 +1,8 @@
-"""Training and scoring in child processes, off the event loop.
+"""Training and judging in child processes, off the event loop.
 
 The training runners live in ``training.runners`` (local, SSH); they are re-exported here.
-``evaluate_in_child`` scores an adapter with ``python -m training.evaluate``.
+``run_json_child`` runs a ``python -m`` child that answers with one JSON line (the judge,
+``training.judge``).
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ __all__ = [
     "LocalRunner",
     "RunOutcome",
     "child_error",
-    "evaluate_in_child",
     "run_json_child",
 ]
 
@@ -72,23 +72,3 @@ async def run_json_child(
 def child_error(report: dict[str, Any], log_path: Path, returncode: int) -> str:
     """Why a child failed: its one-line error, else the tail of its log, else its exit code."""
     return str(report.get("error") or error_tail(log_path) or f"exit {returncode}")
-
-
-async def evaluate_in_child(
-    adapter_dir: Path,
-    eval_file: Path,
-    *,
-    max_length: int,
-    log_path: Path,
-    python: str = sys.executable,
-) -> dict[str, float]:
-    """Run ``python -m training.evaluate`` for one adapter and return its metrics."""
-    args = ["--adapter", str(adapter_dir), "--eval-file", str(eval_file)]
-    args += ["--max-length", str(max_length)]
-    returncode, report = await run_json_child(
-        "training.evaluate", args, log_path=log_path, python=python
-    )
-    if returncode != 0 or "eval_loss" not in report:
-        error = child_error(report, log_path, returncode)
-        raise EvaluationError(f"scoring {adapter_dir.name} failed: {error}")
-    return {key: float(value) for key, value in report.items()}

@@ -98,13 +98,29 @@ def generate_replies(
     device: Device = "auto",
 ) -> list[str]:
     """The adapter's reply to each history, generated as serving generates (see module doc)."""
-    import torch
     from peft import PeftModel
 
     spec: CloneSpec = load_clone_spec(adapter_dir)
     tokenizer = load_adapter_tokenizer(adapter_dir, spec.base_model)
     model = PeftModel.from_pretrained(load_base_model(spec.base_model, device), str(adapter_dir))
     model.eval()
+    return generate_with(
+        model, tokenizer, spec, histories, max_new_tokens=max_new_tokens, seed=seed
+    )
+
+
+def generate_with(
+    model: Any,
+    tokenizer: PreTrainedTokenizerBase,
+    spec: CloneSpec,
+    histories: Sequence[Sequence[ChatMessage]],
+    *,
+    max_new_tokens: int,
+    seed: int = 0,
+) -> list[str]:
+    """``generate_replies`` for a loaded model (its active adapter)."""
+    import torch
+
     capped = replace(
         spec.generation,
         max_new_tokens=min(max_new_tokens, spec.generation.max_new_tokens),

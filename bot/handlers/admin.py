@@ -11,12 +11,12 @@ from telegram import Update
 
 from bot.context import CloneContext
 from bot.retrain.figures import adapter_lines, run_lines, style_legend
-from bot.retrain.service import RunAlreadyActiveError
 from bot.telegram.const import RETRAIN_JOB_ID
 from storage.collection import collection_paused
 from storage.corrections import count_corrections
 from storage.messages import chat_titles, corpus_counts
 from storage.runs import current_adapter, latest_run
+from training.pipeline import RunAlreadyActiveError
 from training.prepare import build_corpus_dataset
 from training.report import build_report, format_short, save_length_histogram
 

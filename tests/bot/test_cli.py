@@ -139,3 +139,33 @@ def test_dataset_report_counts_with_the_real_tokenizer_and_draws_lengths(tmp_pat
     assert done.returncode == 0, done.stderr
     assert "Samples: " in done.stdout and "(tokenizer)" in done.stdout
     assert png.read_bytes().startswith(b"\x89PNG")
+
+
+def test_train_and_dataset_build_never_import_telegram(tmp_path: Path) -> None:
+    """The training side of the CLI runs without the bot's Telegram side loaded."""
+    data = tmp_path / "data"
+    export = write_full_export(tmp_path / "result.json", conversations=4)
+    assert tgclone("import", str(export), data_dir=data).returncode == 0
+    script = (
+        "import sys; from bot.cli import main\n"
+        f"build = main(['--data-dir', {str(data)!r}, 'dataset', 'build', '--out', "
+        f"{str(tmp_path / 'ds')!r}, '--min-reply-words', '2'])\n"
+        # No tokenizer of BASE_MODEL offline: the run stops at its preparation, once every
+        # module of the training path is loaded.
+        f"train = main(['--data-dir', {str(data)!r}, 'train', '--max-steps', '1', "
+        "'--eval-steps', '1'])\n"
+        "print(build, train, sorted(m for m in sys.modules if m.split('.')[0] == 'telegram'"
+        " or m.startswith(('bot.telegram', 'bot.handlers', 'bot.app'))))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    *_, last = done.stdout.strip().splitlines()
+    assert last == "0 1 []", done.stdout
+    assert "did not start" in done.stdout

@@ -11,13 +11,14 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from bot.retrain.schedule import build_scheduler, schedule_retrain
-from bot.retrain.service import RetrainService, RunAlreadyActiveError
+from bot.retrain.service import OwnerHooks
 from bot.settings import Settings
 from storage.db import Database
 from storage.importer import import_export
 from storage.runs import add_adapter, create_run, current_adapter, latest_run
 from tests.export_factory import write_full_export
 from tests.tiny_model import TOKENIZER_DIR
+from training.pipeline import RunAlreadyActiveError, TrainingPipeline
 
 
 @pytest.fixture
@@ -47,7 +48,7 @@ class Inbox:
 
 async def test_empty_corpus_fails_with_advice(db: Database, tmp_path: Path) -> None:
     inbox = Inbox()
-    run = await RetrainService(_settings(tmp_path), db, None, inbox).run("command")
+    run = await TrainingPipeline(_settings(tmp_path), db, OwnerHooks(inbox)).run("command")
     assert run is not None and run.status == "failed"
     assert run.error is not None and "Not enough conversations" in run.error
     assert "export" in inbox.texts[-1]
@@ -62,7 +63,7 @@ async def test_failed_training_keeps_the_serving_adapter(db: Database, tmp_path:
     shutil.copytree(TOKENIZER_DIR, broken_model)
     settings = _settings(tmp_path, base_model=str(broken_model), train_logging_steps=1)
     inbox = Inbox()
-    run = await RetrainService(settings, db, None, inbox).run("command")
+    run = await TrainingPipeline(settings, db, OwnerHooks(inbox)).run("command")
     assert run is not None and run.status == "failed"
     assert run.error and "tokenizer-only-model" in run.error
     adapter = await current_adapter(db)
@@ -73,14 +74,14 @@ async def test_failed_training_keeps_the_serving_adapter(db: Database, tmp_path:
 
 async def test_active_run_blocks_a_second_one(db: Database, tmp_path: Path) -> None:
     await create_run(db, "schedule")
-    service = RetrainService(_settings(tmp_path), db, None, Inbox())
+    service = TrainingPipeline(_settings(tmp_path), db, OwnerHooks(Inbox()))
     with pytest.raises(RunAlreadyActiveError):
         await service.ensure_idle()
 
 
 async def test_cron_schedules_the_retrain_job(db: Database, tmp_path: Path) -> None:
     settings = _settings(tmp_path, retrain_cron="0 4 * * 0", timezone="Europe/Moscow")
-    service = RetrainService(settings, db, None, Inbox())
+    service = TrainingPipeline(settings, db, OwnerHooks(Inbox()))
     scheduler = build_scheduler(settings)
     schedule_retrain(scheduler, settings, service.run)
     scheduler.start(paused=True)

@@ -61,6 +61,7 @@ async def exit_status(argv: list[str]) -> int:
 
 async def health_statuses(commands: dict[str, list[str]]) -> dict[str, dict[str, int]]:
     from bot.health import HealthServer
+
     from bot.settings import load_settings
 
     settings = load_settings()

@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 import yaml
-
 from bot.health import HEALTH_PATH
+
 from tests.deploy.image_build import (
     BASE_TAG,
     BASE_UID,

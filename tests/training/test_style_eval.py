@@ -12,7 +12,6 @@ from training.chat_format import ChatMessage
 from training.dataset import Sample, write_jsonl
 from training.style_checks import style_scores
 from training.style_eval import generate_replies, held_out_pairs, main, spread, style_eval
-from training.style_runner import StyleEvalError, run_style_eval
 
 SYSTEM = {"role": "system", "content": "Ты — это я."}
 SAMPLES: list[Sample] = [
@@ -101,33 +100,3 @@ def test_command_line_reports_bad_input_as_one_json_line(
         lines = capsys.readouterr().out.strip().splitlines()
         assert len(lines) == 1
         assert expected in json.loads(lines[0])["error"]
-
-
-async def test_child_process_returns_the_style_figures(adapter: Path, tmp_path: Path) -> None:
-    eval_file = tmp_path / "eval.jsonl"
-    write_jsonl(eval_file, SAMPLES)
-    log = tmp_path / "logs" / "style.log"
-    scores = await run_style_eval(
-        adapter, eval_file, log_path=log, limit=2, max_new_tokens=3, device="cpu"
-    )
-    assert scores["style_samples"] == 2.0
-    assert set(scores) == {
-        "style_length_distance",
-        "style_emoji_rate_distance",
-        "style_assistant_share",
-        "style_distinct_2",
-        "style_distinct_2_owner",
-        "style_samples",
-    }
-    assert log.exists()
-
-
-async def test_child_failure_raises_with_the_childs_error(tmp_path: Path) -> None:
-    not_an_adapter = tmp_path / "empty"
-    not_an_adapter.mkdir()
-    eval_file = tmp_path / "eval.jsonl"
-    write_jsonl(eval_file, SAMPLES)
-    with pytest.raises(StyleEvalError, match=r"clone\.json"):
-        await run_style_eval(
-            not_an_adapter, eval_file, log_path=tmp_path / "style.log", device="cpu"
-        )
