@@ -104,7 +104,7 @@ def build_application(
         .base_url(settings.telegram_api_base_url)
         .base_file_url(settings.telegram_file_base_url)
         .local_mode(settings.telegram_local_mode)
-        # aiohttp, not PTB's httpx: see bot.telegram_http. getUpdates has its own session.
+        # aiohttp, not PTB's httpx: see bot.telegram.http. getUpdates has its own session.
         .request(AiohttpRequest())
         .get_updates_request(AiohttpRequest(connections=1))
         .context_types(ContextTypes(context=CloneContext))

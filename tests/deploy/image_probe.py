@@ -5,7 +5,7 @@ each health-check command to try}}`` (one container for all: vfs copies the whol
 each). Prints one JSON object: what the help command printed and its exit status, who runs,
 who owns /data and whether the user can write there, what holds uid 1000 and the base's
 ``ubuntu`` name, the installed torch, and the exit status of each health-check command
-against the bot's own liveness server (``bot.health.HealthServer`` on the address and port
+against the bot's own liveness server (``bot.telegram.health.HealthServer`` on the address and port
 that the bot's settings read from the image's environment): while the bot counts as running
 ("serving"), while it does not (503, "stopped"), and with nothing listening ("absent").
 """
@@ -60,9 +60,8 @@ async def exit_status(argv: list[str]) -> int:
 
 
 async def health_statuses(commands: dict[str, list[str]]) -> dict[str, dict[str, int]]:
-    from bot.health import HealthServer
-
     from bot.settings import load_settings
+    from bot.telegram.health import HealthServer
 
     settings = load_settings()
     state = {"running": True}

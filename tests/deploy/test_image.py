@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 import yaml
-from bot.health import HEALTH_PATH
 
+from bot.telegram.health import HEALTH_PATH
 from tests.deploy.image_build import (
     BASE_TAG,
     BASE_UID,
@@ -34,7 +34,7 @@ from tests.deploy.image_build import (
     tail,
 )
 
-pytestmark = pytest.mark.timeout(1200)
+pytestmark = [pytest.mark.image, pytest.mark.timeout(1200)]
 
 APP_UID = 1000  # the Dockerfile's default APP_UID / APP_GID
 
@@ -141,7 +141,7 @@ def test_torch_came_from_the_index_build_arg(built_image: BuiltImage) -> None:
 def test_the_healthcheck_is_the_bots_health_endpoint(built_image: BuiltImage) -> None:
     healthcheck = built_image.config["Healthcheck"]
     assert HEALTH_PATH in " ".join(healthcheck["Test"])
-    # Against bot.health's server on the port the image's settings give: healthy while the bot
+    # Against the bot's health server on the port the image's settings give: healthy while the bot
     # runs, unhealthy on its 503 and with nothing listening.
     assert built_image.probe["health"]["image"] == {"serving": 0, "stopped": 1, "absent": 1}
 
