@@ -138,6 +138,8 @@ class TrainConfig:
     """A transformers scheduler name (cosine, linear, constant, ...)."""
     warmup_ratio: float = 0.03
     """Share of the steps spent warming up, in [0, 1)."""
+    weight_decay: float = 0.0
+    """AdamW weight decay on the LoRA weights (0: none, the recipe's choice)."""
     num_train_epochs: float = field(default=5.0, metadata={"setting": "train_epochs"})
     """Passes over the training set (early stopping usually ends sooner)."""
     per_device_train_batch_size: int = field(default=4, metadata={"setting": "train_batch_size"})

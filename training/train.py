@@ -221,6 +221,7 @@ def build_trainer(
     args = SFTConfig(
         output_dir=str(config.output_dir / CHECKPOINTS_DIRNAME),
         learning_rate=config.learning_rate,
+        weight_decay=config.weight_decay,
         lr_scheduler_type=config.lr_scheduler_type,
         # transformers 5 folded warmup_ratio into warmup_steps: a value below 1 is a ratio.
         warmup_steps=config.warmup_ratio,
