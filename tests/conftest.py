@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from tests.tiny_model import TOKENIZER_DIR, build_tiny_model_dir
+from tests.trained_clone import TrainedClone, train_clone
 
 pytest_plugins = ["tests.fake_telegram.fixtures"]
 
@@ -32,6 +33,12 @@ def qwen_tokenizer() -> Any:
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A saved tiny random Qwen2ForCausalLM with the real tokenizer, built once per session."""
     yield build_tiny_model_dir(tmp_path_factory.mktemp("tiny-qwen2"))
+
+
+@pytest.fixture(scope="session")
+def trained_clone(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> TrainedClone:
+    """A clone trained through the real pipeline once per session (copy it before changing it)."""
+    return train_clone(tmp_path_factory.mktemp("trained-clone"), tiny_model_dir)
 
 
 # --- end of training fixtures ----------------------------------------------------------------

@@ -10,13 +10,13 @@ from bot.context import Services
 from bot.retrain.service import OwnerHooks
 from bot.settings import Settings
 from storage.db import Database
-from storage.importer import import_export
 from storage.runs import add_adapter, current_adapter, list_adapters, run_evals
 from tests.adapters import make_adapter
 from tests.bot.conftest import running_clone
-from tests.export_factory import OWNER_ID, write_full_export
+from tests.export_factory import OWNER_ID
 from tests.fake_telegram import builders
 from tests.fake_telegram.server import FakeTelegramServer
+from tests.trained_clone import TrainedClone, recipe
 from training.pipeline import TrainingPipeline
 
 OWNER = builders.user(OWNER_ID, "Owner")
@@ -57,31 +57,20 @@ async def test_promote_rollback_and_list(
         assert await ask("/rollback") == "There is no earlier adapter to roll back to."
 
 
-async def test_a_worse_run_is_kept_as_a_candidate(tmp_path: Path, tiny_model_dir: Path) -> None:
-    db = await Database.open(tmp_path / "data" / "tgclone.sqlite3")
-    await import_export(db, write_full_export(tmp_path / "result.json", conversations=8))
+async def test_a_worse_run_is_kept_as_a_candidate(
+    tmp_path: Path, tiny_model_dir: Path, trained_clone: TrainedClone
+) -> None:
+    # The first adapter was trained on this export through the real pipeline and promoted.
+    data_dir = trained_clone.copy_to(tmp_path / "data")
+    assert "no adapter was serving" in trained_clone.said[-1]
+    first = trained_clone.run
+    db = await Database.open(data_dir / "tgclone.sqlite3")
     said: list[str] = []
 
     async def notify(text: str) -> None:
         said.append(text)
 
-    def settings(**values: object) -> Settings:
-        base: dict[str, object] = {
-            "data_dir": tmp_path / "data",
-            "base_model": str(tiny_model_dir),
-            "train_eval_steps": 4,
-            "train_batch_size": 2,
-            "train_grad_accum": 1,
-            "train_max_length": 256,
-            "train_logging_steps": 1,
-        }
-        return Settings(_env_file=None, **{**base, **values})  # type: ignore[arg-type]
-
     try:
-        good = settings(train_max_steps=12, train_learning_rate=5e-3)
-        first = await TrainingPipeline(good, db, OwnerHooks(notify)).run("command")
-        assert first is not None and first.status == "succeeded", said
-        assert "no adapter was serving" in said[-1]
         # Figures stored with the serving adapter come from an older eval set: a gate that
         # read them (99) instead of scoring it again would promote the weak run below.
         async with db.transaction() as conn:
@@ -90,7 +79,7 @@ async def test_a_worse_run_is_kept_as_a_candidate(tmp_path: Path, tiny_model_dir
                 "'$.gate_eval_loss', 99.0) WHERE promoted = 1"
             )
         # A run that barely moves from the base model cannot beat the trained adapter.
-        weak = settings(train_max_steps=4, train_learning_rate=1e-9)
+        weak = recipe(data_dir, tiny_model_dir, train_max_steps=4, train_learning_rate=1e-9)
         second = await TrainingPipeline(weak, db, OwnerHooks(notify)).run("command")
         assert second is not None and second.status == "succeeded", said
         adapters = await list_adapters(db)
