@@ -84,7 +84,7 @@ async def test_fix_is_stored_and_trains_the_next_run(
     assert prepared.corrections == 1
     assert prepared.build.stats["corrections"] == 1
     assert train[-1] == [
-        {"role": "system", "content": settings.system_prompt},
+        {"role": "system", "content": settings.dataset_config().system_prompt},
         {"role": "user", "content": "Пойдём в кино сегодня?"},
         {"role": "assistant", "content": BETTER},
     ]
