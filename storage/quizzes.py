@@ -28,13 +28,11 @@ SELECT_KEYS = """
     SELECT prompt_key FROM quizzes WHERE adapter_id = ?
 """
 
-# The adapter must still exist: a quiz of a deleted adapter is no quiz.
+# A deleted adapter takes its quizzes with it (ON DELETE CASCADE).
 SELECT_QUIZ = """
-    SELECT q.quiz_id, q.adapter_id, q.prompt_key, q.owner_slot, q.created_at, q.answer,
-           q.answered_at
-    FROM quizzes AS q
-    JOIN adapters AS a ON a.adapter_id = q.adapter_id
-    WHERE q.quiz_id = ?
+    SELECT quiz_id, adapter_id, prompt_key, owner_slot, created_at, answer, answered_at
+    FROM quizzes
+    WHERE quiz_id = ?
 """
 
 UPDATE_ANSWER = """

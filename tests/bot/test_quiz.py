@@ -20,7 +20,7 @@ from tests.export_factory import OWNER_ID
 from tests.fake_telegram import builders
 from tests.fake_telegram.server import FakeTelegramServer
 from training.chat_format import ChatMessage
-from training.quiz_set import load_quiz_set, prompt_key, quiz_items, save_quiz_set
+from training.quiz_set import prompt_key, quiz_items, save_quiz_set
 
 OWNER = builders.user(OWNER_ID, "Owner")
 STRANGER = builders.user(STRANGER_ID, "Stranger")
@@ -166,10 +166,10 @@ async def test_only_the_owner_answers_and_stale_quizzes_are_refused(
         assert (await get_quiz(db, quiz_id)).answer is None  # type: ignore[union-attr]
 
         # A quiz older than QUIZ_EXPIRY, and one whose adapter was deleted, have expired.
-        items = load_quiz_set(tmp_path / "a1")
-        old = await start_quiz(db, 1, items[1].key, "A", datetime.now(UTC) - QUIZ_EXPIRY * 2)
+        old = await start_quiz(db, 1, "an old prompt", "A", datetime.now(UTC) - QUIZ_EXPIRY * 2)
+        assert old is not None
         assert await quizzer.press(OWNER, shown, f"quiz:{old}:A") == EXPIRED
-        assert (await get_quiz(db, int(old or 0))).answer is None  # type: ignore[union-attr]
+        assert (await get_quiz(db, old)).answer is None  # type: ignore[union-attr]
         async with db.transaction() as conn:
             await conn.execute("DELETE FROM adapters WHERE adapter_id = 1")
         assert await quizzer.press(OWNER, shown, _data(shown, "B is mine")) == EXPIRED
