@@ -17,7 +17,7 @@ from training.chat_format import END_OF_TURN, ChatMessage, CloneSpec, load_clone
 from training.config import DEFAULT_SYSTEM_PROMPT, DatasetConfig, GenerationSettings, TrainConfig
 from training.dataset import read_jsonl
 from training.evaluate import evaluate_adapter
-from training.preference import dpo_trainer, kto_trainer
+from training.preference import dpo_trainer, kto_trainer, preference_stage
 from training.preference_data import (
     PreferenceData,
     preference_data,
@@ -233,3 +233,21 @@ async def test_too_few_signals_skip_the_stage_and_say_so(
     assert "3 of the 20 signals" in stage["note"]
     assert result["metrics"]["preference_kept"] == 0.0
     assert "preference_eval_loss" not in result["metrics"]
+
+
+def test_the_stage_switched_off_touches_nothing(tmp_path: Path) -> None:
+    config = TrainConfig.from_dict(json.loads(_write_run(tmp_path, "m").read_text()))
+    off = TrainConfig.from_dict({**config.to_dict(), "preference_stage": False})
+    events: list[dict[str, Any]] = []
+    # No tokenizer and no trainer: switched off, the stage must not reach for either.
+    outcome = preference_stage(off, None, None, {}, events.append)  # type: ignore[arg-type]
+    assert (outcome.status, outcome.note) == (
+        "off",
+        "Preference stage: off (PREFERENCE_STAGE=false).",
+    )
+    assert outcome.metrics() == {
+        "preference_pairs": 0.0,
+        "preference_unpaired": 0.0,
+        "preference_kept": 0.0,
+    }
+    assert events == []
