@@ -110,6 +110,7 @@ def preference_stage(
     snapshot = _adapter_weights(model)
     emit({"event": "preference", "pairs": len(data.pairs), "unpaired": len(data.unpaired)})
     train: dict[str, float] = {}
+    rated = len(data.unpaired) if len(data.unpaired) >= 2 else 0  # KTO's KL needs two a batch
     # Each TRL trainer wraps the model's forward in its own fused LM head, computing only the
     # outputs it needs: the supervised trainer evaluates again with its own.
     base = model.get_base_model()
@@ -117,7 +118,7 @@ def preference_stage(
     try:
         if data.pairs:
             train.update(_train(dpo_trainer(config, tokenizer, model, data), model, "dpo"))
-        if len(data.unpaired) >= 2:  # KTO's KL estimate needs two examples per batch
+        if rated:
             train.update(_train(kto_trainer(config, tokenizer, model, data), model, "kto"))
     finally:
         base.forward = supervised_forward
@@ -137,7 +138,7 @@ def preference_stage(
         return replace(outcome, status="dropped", note=note)
     note = (
         f"Preference stage: learned from {len(data.pairs)} corrections and "
-        f"{len(data.unpaired)} rated replies; eval_loss {before:.3f} → {after['eval_loss']:.3f}."
+        f"{rated} rated replies; eval_loss {before:.3f} → {after['eval_loss']:.3f}."
     )
     return replace(outcome, note=note)
 
