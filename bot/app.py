@@ -19,6 +19,7 @@ from telegram.ext import (
     CommandHandler,
     ContextTypes,
     MessageHandler,
+    MessageReactionHandler,
     TypeHandler,
     filters,
 )
@@ -48,6 +49,8 @@ from bot.handlers.collection_controls import (
 from bot.handlers.errors import on_error
 from bot.handlers.fix import fix
 from bot.handlers.group_talk import reply_in_group, talk
+from bot.handlers.quiz import quiz, quiz_answer
+from bot.handlers.reactions import on_label_button, on_reaction
 from bot.handlers.start import reset, start
 from bot.handlers.upload import import_upload
 from bot.replies.business import AutoReplier
@@ -66,8 +69,11 @@ from bot.telegram.const import (
     FORGET,
     FORGET_CALLBACK_PREFIX,
     HELP,
+    LABEL_CALLBACK_PREFIX,
     PAUSE,
     PROMOTE,
+    QUIZ,
+    QUIZ_CALLBACK_PREFIX,
     RATE_LIMIT_MAX_RETRIES,
     RESET,
     RESUME,
@@ -152,8 +158,15 @@ def build_application(
     application.add_handler(CommandHandler(ROLLBACK.name, rollback))
     application.add_handler(CommandHandler(AUTOREPLY.name, autoreply))
     application.add_handler(CommandHandler(FIX.name, fix))
+    application.add_handler(CommandHandler(QUIZ.name, quiz))
     application.add_handler(
         CallbackQueryHandler(forget_confirmed, pattern=f"^{FORGET_CALLBACK_PREFIX}")
+    )
+    application.add_handler(CallbackQueryHandler(quiz_answer, pattern=f"^{QUIZ_CALLBACK_PREFIX}"))
+    # Teaching: the owner's reactions to clone replies, or the label buttons under them.
+    application.add_handler(MessageReactionHandler(on_reaction))
+    application.add_handler(
+        CallbackQueryHandler(on_label_button, pattern=f"^{LABEL_CALLBACK_PREFIX}")
     )
     application.add_handler(MessageHandler(filters.Document.ALL & new_message, import_upload))
     application.add_handler(

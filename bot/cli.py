@@ -38,16 +38,14 @@ def run_bot(settings: Settings) -> int:
             file=sys.stderr,
         )
         return 2
-    from telegram import Update
-
     from bot.app import build_application
+    from bot.telegram.const import ALLOWED_UPDATES
     from bot.telegram.webhook import webhook_options
 
     application = build_application(settings)
     options = webhook_options(settings)
-    # Every type: Business and edited messages are not all in Telegram's default set.
     if options is None:
-        application.run_polling(allowed_updates=Update.ALL_TYPES)
+        application.run_polling(allowed_updates=ALLOWED_UPDATES)
         return 0
     logger.info("webhook mode: listening on %s:%s", options.listen, options.port)
     application.run_webhook(
@@ -56,7 +54,7 @@ def run_bot(settings: Settings) -> int:
         url_path=options.url_path,
         webhook_url=options.webhook_url,
         secret_token=options.secret_token,
-        allowed_updates=Update.ALL_TYPES,
+        allowed_updates=ALLOWED_UPDATES,
     )
     return 0
 

@@ -104,6 +104,11 @@ class Settings(PipelineSettings):
         description="Show a reply while it is generated (a draft in private chats, an edited "
         "message in groups); false sends it only when complete.",
     )
+    reply_label_buttons: bool = Field(
+        False,
+        description="Put 👍/👎 buttons under the clone's replies to you, for chats where "
+        "Telegram does not deliver your reactions (groups where the bot is not an admin).",
+    )
     stream_edit_interval: float = Field(
         1.0,
         ge=0.1,

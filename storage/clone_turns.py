@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
+from storage.corrections import ContextTurn, turns_from_json, turns_json
 from storage.db import Database, from_unix, to_unix
 from storage.models import CloneRole, CloneTurn, StoredCloneTurn
 
@@ -28,6 +29,14 @@ TURN_COLUMNS = "chat_id, role, text, date_utc, message_id, sender_id, sender_nam
 
 INSERT_SENT_MESSAGE = """
     INSERT OR IGNORE INTO clone_messages (chat_id, message_id, turn_id) VALUES (?, ?, ?)
+"""
+
+INSERT_PROMPT = """
+    INSERT OR REPLACE INTO clone_prompts (turn_id, turns) VALUES (?, ?)
+"""
+
+SELECT_PROMPT = """
+    SELECT turns FROM clone_prompts WHERE turn_id = ?
 """
 
 SELECT_TURN_BY_MESSAGE = """
@@ -122,6 +131,8 @@ class Exchange:
     user_turns: Sequence[CloneTurn]
     reply: CloneTurn
     message_ids: Sequence[int]
+    prompt: Sequence[ContextTurn] = ()
+    """The turns the reply answered, as the clone saw them (empty: not known)."""
 
 
 async def save_exchanges(db: Database, exchanges: Sequence[Exchange]) -> list[int]:
@@ -141,6 +152,8 @@ async def save_exchanges(db: Database, exchanges: Sequence[Exchange]) -> list[in
                 INSERT_SENT_MESSAGE,
                 [(exchange.chat_id, message_id, turn_id) for message_id in exchange.message_ids],
             )
+            if exchange.prompt:
+                await conn.execute(INSERT_PROMPT, (turn_id, turns_json(exchange.prompt)))
             turn_ids.append(turn_id)
     return turn_ids
 
@@ -168,6 +181,14 @@ async def turn_for_message(db: Database, chat_id: int, message_id: int) -> Store
     if row is None:
         return None
     return StoredCloneTurn(turn_id=row["id"], turn=_turn(row))
+
+
+async def prompt_of_turn(db: Database, turn_id: int) -> list[ContextTurn] | None:
+    """The turns clone reply ``turn_id`` answered, as the clone saw them; None if not stored
+    (replies sent before the prompts were kept)."""
+    async with db.read() as conn, conn.execute(SELECT_PROMPT, (turn_id,)) as cursor:
+        row = await cursor.fetchone()
+    return None if row is None else turns_from_json(row["turns"])
 
 
 async def turns_before(

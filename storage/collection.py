@@ -69,8 +69,9 @@ COUNT_ALL_MESSAGES = """
 FORGET_CHAT = (
     "DELETE FROM messages WHERE chat_id = ?",
     "DELETE FROM chats WHERE chat_id = ?",
-    # A correction holds copies of that chat's conversation with the clone.
+    # A correction or a label holds copies of that chat's conversation with the clone.
     "DELETE FROM corrections WHERE chat_id = ?",
+    "DELETE FROM reply_labels WHERE chat_id = ?",
     "DELETE FROM auto_replies WHERE chat_id = ?",
 )
 
@@ -80,6 +81,7 @@ FORGET_EVERYTHING = (
     "DELETE FROM imports",
     "DELETE FROM business_connections",
     "DELETE FROM corrections",
+    "DELETE FROM reply_labels",
     "DELETE FROM auto_replies",
 )
 

@@ -55,6 +55,24 @@ class Correction:
     created_at: datetime
 
 
+def turns_json(turns: Sequence[ContextTurn]) -> str:
+    """Turns as stored: a JSON list of ``{role, content}`` (other keys left out)."""
+    return json.dumps(
+        [{"role": t["role"], "content": t["content"]} for t in turns], ensure_ascii=False
+    )
+
+
+def turns_from_json(text: str) -> list[ContextTurn]:
+    """Inverse of ``turns_json``."""
+    return [
+        {
+            "role": "assistant" if turn["role"] == "assistant" else "user",
+            "content": turn["content"],
+        }
+        for turn in json.loads(text)
+    ]
+
+
 async def add_correction(
     db: Database,
     chat_id: int,
@@ -70,9 +88,7 @@ async def add_correction(
     """
     if not better_text.strip():
         raise ValueError("a correction needs the better text")
-    payload = json.dumps(
-        [{"role": t["role"], "content": t["content"]} for t in context], ensure_ascii=False
-    )
+    payload = turns_json(context)
     async with db.transaction() as conn:
         cursor = await conn.execute(
             UPSERT_CORRECTION,
@@ -98,18 +114,11 @@ async def count_corrections(db: Database) -> int:
 
 
 def _correction(row: Any) -> Correction:
-    context: list[ContextTurn] = [
-        {
-            "role": "assistant" if turn["role"] == "assistant" else "user",
-            "content": turn["content"],
-        }
-        for turn in json.loads(row["context"])
-    ]
     return Correction(
         correction_id=int(row["id"]),
         chat_id=int(row["chat_id"]),
         turn_id=int(row["turn_id"]),
-        context=context,
+        context=turns_from_json(row["context"]),
         clone_text=row["clone_text"],
         better_text=row["better_text"],
         created_at=from_unix(row["created_at"]),

@@ -282,6 +282,50 @@ m009_clone_turn_senders = Migration(
     ),
 )
 
+m011_teaching = Migration(
+    version=11,
+    name="m011_teaching",
+    statements=(
+        # The turns each clone reply answered, exactly as the clone saw them (JSON list of
+        # {role, content}, system prompt excluded): /fix, reactions and preference pairs use
+        # these, not a second shaping of the history.
+        """
+        CREATE TABLE clone_prompts (
+            turn_id INTEGER PRIMARY KEY REFERENCES clone_turns (id) ON DELETE CASCADE,
+            turns   TEXT NOT NULL
+        )
+        """,
+        # The owner's verdict on a clone reply (a reaction, or a label button): good or bad,
+        # with its own copy of the reply and its prompt, so /reset of the chat keeps it.
+        """
+        CREATE TABLE reply_labels (
+            chat_id    INTEGER NOT NULL,
+            turn_id    INTEGER NOT NULL,
+            label      TEXT NOT NULL CHECK (label IN ('good', 'bad')),
+            source     TEXT NOT NULL CHECK (source IN ('reaction', 'button')),
+            context    TEXT NOT NULL,
+            reply_text TEXT NOT NULL,
+            updated_at INTEGER NOT NULL,
+            PRIMARY KEY (chat_id, turn_id)
+        )
+        """,
+        # One blind test per row: which held-out prompt of which adapter, where the owner's
+        # real reply was shown (A or B), and the owner's answer once given.
+        """
+        CREATE TABLE quizzes (
+            quiz_id     INTEGER PRIMARY KEY,
+            adapter_id  INTEGER NOT NULL REFERENCES adapters (adapter_id) ON DELETE CASCADE,
+            prompt_key  TEXT NOT NULL,
+            owner_slot  TEXT NOT NULL CHECK (owner_slot IN ('A', 'B')),
+            created_at  INTEGER NOT NULL,
+            answer      TEXT CHECK (answer IN ('A', 'B', 'unsure')),
+            answered_at INTEGER,
+            UNIQUE (adapter_id, prompt_key)
+        )
+        """,
+    ),
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     m001_initial,
     m002_live_collection,
@@ -292,6 +336,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     m007_corrections,
     m008_auto_replies,
     m009_clone_turn_senders,
+    # m010 is another branch's (memory/coverage); numbers are reserved, not contiguous.
+    m011_teaching,
 )
 
 CREATE_SCHEMA_VERSION = """
@@ -361,6 +407,8 @@ async def apply_migrations(
 
 
 def _check_order(migrations: tuple[Migration, ...]) -> None:
+    # Increasing, not contiguous: work in progress reserves its number, so a database may get a
+    # lower number after a higher one (each migration touches only its own tables).
     versions = [migration.version for migration in migrations]
-    if versions != list(range(1, len(versions) + 1)):
-        raise ValueError(f"migrations must be numbered 1, 2, 3, ... in order, got {versions}")
+    if any(v < 1 for v in versions) or versions != sorted(set(versions)):
+        raise ValueError(f"migrations must be numbered from 1, increasing, got {versions}")

@@ -18,6 +18,7 @@ from telegram.ext import (
     CommandHandler,
     ContextTypes,
     MessageHandler,
+    TypeHandler,
     filters,
 )
 
@@ -352,3 +353,46 @@ def test_a_call_is_timed_by_its_first_byte_reaching_the_server() -> None:
     for start, (arrival, _, _), (handling, _, _) in zip(began, arrived, handled, strict=True):
         assert start - 0.005 <= arrival < start + 0.1  # the second call has its own stamp
         assert handling >= start + 0.3
+
+
+async def test_reactions_arrive_only_when_the_bot_asks_for_them(
+    fake_telegram: FakeTelegramServer,
+) -> None:
+    """As on Telegram: message_reaction is not in the default set of update types."""
+    seen: list[Update] = []
+
+    async def collect(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        seen.append(update)
+
+    chat = builders.private_chat(OWNER)
+    default = application_builder(fake_telegram).build()
+    default.add_handler(TypeHandler(Update, collect))
+    await start_polling(default)
+    try:
+        fake_telegram.push_update(builders.message_reaction_update(chat, OWNER, 1, ["👍"]))
+        fake_telegram.send_text(OWNER, "hi")
+        await fake_telegram.wait_until(lambda: len(seen) == 1)
+        assert seen[0].message is not None
+    finally:
+        await stop_polling(default)
+    asking = application_builder(fake_telegram).build()
+    asking.add_handler(TypeHandler(Update, collect))
+    await asking.initialize()
+    assert asking.updater is not None
+    await asking.updater.start_polling(
+        poll_interval=0, timeout=1, allowed_updates=["message", "message_reaction"]
+    )
+    await asking.start()
+    try:
+        # The choice holds from the first getUpdates that makes it.
+        await fake_telegram.wait_until(
+            lambda: any("allowed_updates" in c for c in fake_telegram.calls_to("getUpdates"))
+        )
+        fake_telegram.push_update(builders.message_reaction_update(chat, OWNER, 1, ["🔥"], ["👍"]))
+        await fake_telegram.wait_until(lambda: len(seen) == 2)
+    finally:
+        await stop_polling(asking)
+    reaction = seen[1].message_reaction
+    assert reaction is not None and reaction.user is not None and reaction.user.id == OWNER["id"]
+    assert [r.emoji for r in reaction.new_reaction] == ["🔥"]  # type: ignore[union-attr]
+    assert [r.emoji for r in reaction.old_reaction] == ["👍"]  # type: ignore[union-attr]

@@ -178,6 +178,26 @@ class TrainConfig:
     schedule mean; padding-free alone already removes the padding."""
     generation: GenerationSettings = field(default_factory=GenerationSettings)
     """Sampling settings saved in clone.json for serving."""
+    preference_stage: bool = field(default=True, metadata={"setting": "preference_stage"})
+    """After the supervised stage, learn from the owner's feedback on the same adapter: /fix
+    corrections as DPO pairs, replies marked good or bad as KTO examples. Runs only with at
+    least ``preference_min_pairs`` signals; dropped if it worsens eval_loss (see
+    ``preference_tolerance``)."""
+    preference_min_pairs: int = field(default=20, metadata={"setting": "preference_min_pairs"})
+    """Fewest owner signals (corrections and labelled replies) the preference stage needs."""
+    preference_beta: float = field(default=0.1, metadata={"setting": "preference_beta"})
+    """DPO/KTO beta of the preference stage: higher keeps it closer to the supervised adapter."""
+    preference_learning_rate: float = field(
+        default=2e-5, metadata={"setting": "preference_learning_rate"}
+    )
+    """Peak learning rate of the preference stage."""
+    preference_epochs: float = field(default=2.0, metadata={"setting": "preference_epochs"})
+    """Passes over the owner's signals in the preference stage."""
+    preference_file: Path | None = field(default=None, metadata={"knob": False})
+    """JSONL of the owner's signals (``training.preference_data``); None: there are none."""
+    preference_tolerance: float = field(default=0.0, metadata={"knob": False})
+    """eval_loss the preference stage may add before its result is dropped and the supervised
+    adapter kept (the pipeline passes PROMOTE_MIN_IMPROVEMENT)."""
     dataset_fingerprint: str = field(default="", metadata={"knob": False})
     """``DatasetBuild.fingerprint`` of the data, recorded in clone.json."""
     dataset_size: int = field(default=0, metadata={"knob": False})
@@ -232,7 +252,14 @@ class TrainConfig:
             )
         if self.dataset_size < 0:
             problems.append(f"dataset_size must be >= 0, got {self.dataset_size}")
-        for name in ("padding_free", "packing"):
+        if self.preference_min_pairs < 1:
+            problems.append(f"preference_min_pairs must be >= 1, got {self.preference_min_pairs}")
+        for name in ("preference_beta", "preference_learning_rate", "preference_epochs"):
+            if getattr(self, name) <= 0:
+                problems.append(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.preference_tolerance < 0:
+            problems.append(f"preference_tolerance must be >= 0, got {self.preference_tolerance}")
+        for name in ("padding_free", "packing", "preference_stage"):
             if not isinstance(getattr(self, name), bool):
                 problems.append(f"{name} must be true or false, got {getattr(self, name)!r}")
         return problems
@@ -267,6 +294,8 @@ class TrainConfig:
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         for name in ("train_file", "eval_file", "output_dir"):
             data[name] = str(data[name])
+        if self.preference_file is not None:
+            data["preference_file"] = str(self.preference_file)
         data["target_modules"] = list(self.target_modules)
         data["generation"] = self.generation.to_dict()
         data["dataset"] = self.dataset.to_dict()
@@ -277,8 +306,8 @@ class TrainConfig:
         """Inverse of ``to_dict``; unknown keys are an error."""
         _unknown_keys(cls, data)
         values = dict(data)
-        for name in ("train_file", "eval_file", "output_dir"):
-            if name in values:
+        for name in ("train_file", "eval_file", "output_dir", "preference_file"):
+            if values.get(name) is not None:
                 values[name] = Path(values[name])
         if "target_modules" in values:
             values["target_modules"] = tuple(values["target_modules"])

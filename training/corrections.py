@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from storage.corrections import Correction
+from storage.corrections import ContextTurn, Correction
 from training.chat_format import ChatMessage, TokenCounter
 from training.config import DatasetConfig
 from training.samples import Sample
@@ -46,14 +46,7 @@ def correction_samples(
     samples: list[Sample] = []
     drops: Counter[str] = Counter()
     for correction in corrections:
-        turns: list[ChatMessage] = []
-        for turn in correction.context:
-            content = shape_text(turn["content"], config)
-            if turn["role"] == "assistant" and content:
-                # The clone's earlier replies are context: they are not the owner's words.
-                turns.append({"role": "assistant", "content": content, "weight": 0})
-            elif content:
-                turns.append({"role": "user", "content": content})
+        turns = context_turns(correction.context, config)
         if not turns or turns[-1]["role"] != "user":
             drops["correction_no_prompt"] += 1
             continue
@@ -62,7 +55,7 @@ def correction_samples(
             "content": shape_text(correction.better_text, config),
         }
         system: ChatMessage = {"role": "system", "content": config.system_prompt}
-        sample = _fit([system], turns, reply, counter, config.max_seq_tokens)
+        sample = fit_sample([system], turns, reply, counter, config.max_seq_tokens)
         if sample is None:
             drops["correction_too_long"] += 1
             continue
@@ -70,7 +63,20 @@ def correction_samples(
     return CorrectionSamples(samples=samples, drops=dict(sorted(drops.items())))
 
 
-def _fit(
+def context_turns(context: Sequence[ContextTurn], config: DatasetConfig) -> list[ChatMessage]:
+    """The turns a clone reply answered, through the turn shaper's text rules; the clone's
+    own earlier replies are context (weight 0): they are not the owner's words."""
+    turns: list[ChatMessage] = []
+    for turn in context:
+        content = shape_text(turn["content"], config)
+        if turn["role"] == "assistant" and content:
+            turns.append({"role": "assistant", "content": content, "weight": 0})
+        elif content:
+            turns.append({"role": "user", "content": content})
+    return turns
+
+
+def fit_sample(
     head: list[ChatMessage],
     turns: list[ChatMessage],
     reply: ChatMessage,

@@ -9,7 +9,8 @@ the same samples, each with its own clone.json and tokenizer, so the quality gat
 with like; a serving adapter of another base model gets that model loaded in its place. A
 serving adapter that cannot be scored is reported (``serving_error``), not a failure: the gate
 then keeps the candidate. The candidate's replies to held-out conversations
-(``training.style_eval``) give the style figures.
+(``training.style_eval``) give the style figures, and are kept beside it as the owner's blind
+test (``training.quiz_set``).
 
 ``judge_in_child`` runs it from the bot or the CLI, off the event loop.
 """
@@ -28,12 +29,13 @@ from training.chat_format import load_clone_spec
 from training.dataset import read_jsonl
 from training.evaluate import score_samples
 from training.modeling import Device, load_adapter_tokenizer, load_base_model
+from training.quiz_set import quiz_items, save_quiz_set
 from training.runner import EvaluationError, child_error, run_json_child
 from training.style_checks import style_scores
 from training.style_eval import (
     DEFAULT_LIMIT,
     DEFAULT_MAX_NEW_TOKENS,
-    generate_with,
+    generate_ended,
     held_out_pairs,
     spread,
 )
@@ -101,7 +103,9 @@ def judge(
     model.eval()
     scores = score_samples(model, tokenizer, spec, samples, max_length=max_length)
     logger.info("candidate scored: eval_loss %.4f", scores["eval_loss"])
-    style, style_error = _style(model, tokenizer, spec, samples, style_limit, style_max_new_tokens)
+    style, style_error = _style(
+        candidate, model, tokenizer, spec, samples, style_limit, style_max_new_tokens
+    )
     if serving is None:
         return Judgement(scores, style=style, style_error=style_error)
     try:
@@ -125,19 +129,30 @@ def judge(
 
 
 def _style(
-    model: Any, tokenizer: Any, spec: Any, samples: Any, limit: int, max_new_tokens: int
+    adapter_dir: Path,
+    model: Any,
+    tokenizer: Any,
+    spec: Any,
+    samples: Any,
+    limit: int,
+    max_new_tokens: int,
 ) -> tuple[dict[str, float], str | None]:
-    """The style figures of the loaded adapter, or the reason there are none."""
+    """The style figures of the loaded adapter, or the reason there are none; its replies
+    are kept beside it as the owner's quiz (``training.quiz_set``)."""
     pairs = spread(held_out_pairs(samples), limit)
     if not pairs:
         return {}, "the eval set has no owner replies to compare with"
     try:
-        generated = generate_with(
+        generated = generate_ended(
             model, tokenizer, spec, [h for h, _ in pairs], max_new_tokens=max_new_tokens
         )
     except (ValueError, RuntimeError) as exc:
         return {}, _one_line(exc)
-    return style_scores(generated, [real for _, real in pairs]), None
+    try:
+        save_quiz_set(adapter_dir, quiz_items(pairs, generated))
+    except OSError as exc:  # the quiz is a bonus: the judgement stands without it
+        logger.warning("the quiz set could not be written: %s", type(exc).__name__)
+    return style_scores([text for text, _ in generated], [real for _, real in pairs]), None
 
 
 def _one_line(exc: BaseException) -> str:

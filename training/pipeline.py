@@ -78,6 +78,8 @@ class RunReport:
     eval_samples: int | None = None
     log_history: list[dict[str, Any]] = field(default_factory=list)
     """Every log and evaluation of the trainer (loss curves are drawn from it)."""
+    preference: str = ""
+    """What the preference stage did, in a line (``training.preference``); empty: no word."""
 
 
 class RunHooks(Protocol):
@@ -299,6 +301,7 @@ class TrainingPipeline:
         )
         metrics.update(_gate_metrics(judgement, decision))
         history = result.get("log_history")
+        preference = result.get("preference")
         return _Verdict(
             run_id=run_id,
             adapter_dir=adapter_dir,
@@ -308,6 +311,7 @@ class TrainingPipeline:
             train_samples=result.get("train_samples"),
             eval_samples=result.get("eval_samples"),
             log_history=history if isinstance(history, list) else [],
+            preference=str(preference.get("note", "")) if isinstance(preference, dict) else "",
         )
 
     async def _apply(self, verdict: _Verdict) -> None:
@@ -336,6 +340,7 @@ class TrainingPipeline:
                 train_samples=verdict.train_samples,
                 eval_samples=verdict.eval_samples,
                 log_history=verdict.log_history,
+                preference=verdict.preference,
             )
         )
 
@@ -368,6 +373,7 @@ class _Verdict:
     train_samples: int | None
     eval_samples: int | None
     log_history: list[dict[str, Any]]
+    preference: str
 
 
 @contextlib.asynccontextmanager

@@ -1,11 +1,12 @@
 """Prepare a run: the stored corpus and the settings become a run directory that the
-training process reads (dataset files, frozen eval set, corrections, the resolved config)."""
+training process reads (dataset files, frozen eval set, corrections, the owner's feedback for
+the preference stage, the resolved config)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -13,16 +14,21 @@ from storage.corpus_reader import iter_corpus_rows
 from storage.corrections import load_corrections
 from storage.db import Database
 from storage.messages import corpus_counts
+from storage.reply_labels import load_labels
 from training.config import TrainConfig
 from training.corrections import correction_samples
 from training.dataset import DatasetBuild, build_dataset, fingerprint, write_jsonl
 from training.frozen_eval import freeze_eval
+from training.preference_data import PreferenceData, preference_data, write_preference_data
 from training.settings import PipelineSettings
 
 NOT_ENOUGH_DATA = (
     "Not enough conversations to train on yet ({train} for training, {eval} for evaluation; "
     "at least one of each is needed). Send me a Telegram export with more of your chats."
 )
+
+
+PREFERENCE_FILE = "preference.jsonl"
 
 
 class RunSetupError(Exception):
@@ -44,6 +50,8 @@ class PreparedRun:
     build: DatasetBuild
     corrections: int = 0
     """Samples in ``build.train`` made from the owner's /fix corrections."""
+    feedback: PreferenceData = field(default_factory=PreferenceData)
+    """The owner's signals for the preference stage (written to ``preference.jsonl``)."""
 
 
 def train_config(settings: PipelineSettings, run_dir: Path, build: DatasetBuild) -> TrainConfig:
@@ -55,6 +63,10 @@ def train_config(settings: PipelineSettings, run_dir: Path, build: DatasetBuild)
             run_dir / "output",
             dataset_fingerprint=build.fingerprint,
             dataset_size=len(build.train) + len(build.eval),
+            preference_file=run_dir / PREFERENCE_FILE,
+            # The preference stage may cost no more eval_loss than the gate asks a new adapter
+            # to gain.
+            preference_tolerance=settings.promote_min_improvement,
         )
         config.validate()
     except ValueError as exc:
@@ -109,6 +121,17 @@ async def with_corrections(
     return build, len(made.samples)
 
 
+async def owner_feedback(
+    db: Database, settings: PipelineSettings, tokenizer: Any
+) -> PreferenceData:
+    """The owner's corrections and rated replies as preference examples (the run's stage
+    decides whether they are enough)."""
+    corrections = await load_corrections(db)
+    labels = await load_labels(db)
+    config = settings.dataset_config()
+    return await asyncio.to_thread(preference_data, corrections, labels, config, tokenizer)
+
+
 async def prepare_run(db: Database, settings: PipelineSettings, run_id: int) -> PreparedRun:
     """Write train.jsonl, eval.jsonl and train_config.json into a fresh run directory."""
     if (await corpus_counts(db)).owner_messages == 0:
@@ -123,11 +146,13 @@ async def prepare_run(db: Database, settings: PipelineSettings, run_id: int) -> 
             NOT_ENOUGH_DATA.format(train=len(build.train), eval=len(build.eval))
         )
     build, corrections = await with_corrections(db, settings, build, tokenizer)
+    feedback = await owner_feedback(db, settings, tokenizer)
     run_dir = settings.runs_dir / f"run-{run_id:04d}"
     run_dir.mkdir(parents=True, exist_ok=True)
     config = train_config(settings, run_dir, build)
     write_jsonl(config.train_file, build.train)
     write_jsonl(config.eval_file, build.eval)
+    write_preference_data(run_dir / PREFERENCE_FILE, feedback)
     config_path = run_dir / "train_config.json"
     config_path.write_text(json.dumps(config.to_dict(), indent=2), encoding="utf-8")
     return PreparedRun(
@@ -137,4 +162,5 @@ async def prepare_run(db: Database, settings: PipelineSettings, run_id: int) -> 
         config=config,
         build=build,
         corrections=corrections,
+        feedback=feedback,
     )

@@ -104,12 +104,13 @@ def generate_replies(
     tokenizer = load_adapter_tokenizer(adapter_dir, spec.base_model)
     model = PeftModel.from_pretrained(load_base_model(spec.base_model, device), str(adapter_dir))
     model.eval()
-    return generate_with(
+    replies = generate_ended(
         model, tokenizer, spec, histories, max_new_tokens=max_new_tokens, seed=seed
     )
+    return [text for text, _ in replies]
 
 
-def generate_with(
+def generate_ended(
     model: Any,
     tokenizer: PreTrainedTokenizerBase,
     spec: CloneSpec,
@@ -117,8 +118,9 @@ def generate_with(
     *,
     max_new_tokens: int,
     seed: int = 0,
-) -> list[str]:
-    """``generate_replies`` for a loaded model (its active adapter)."""
+) -> list[tuple[str, bool]]:
+    """``generate_replies`` for a loaded model (its active adapter), each reply with whether it
+    ended on a stop token (False: it was cut at the token limit)."""
     import torch
 
     capped = replace(
@@ -126,6 +128,7 @@ def generate_with(
         max_new_tokens=min(max_new_tokens, spec.generation.max_new_tokens),
     )
     kwargs = generation_kwargs(tokenizer, capped)
+    stops = set(kwargs["eos_token_id"])
     replies = []
     with torch.inference_mode():
         for index, history in enumerate(histories):
@@ -135,7 +138,9 @@ def generate_with(
             inputs = inputs.to(model.device)
             output = model.generate(**inputs, **kwargs)
             new_tokens = output[0, inputs["input_ids"].shape[1] :]
-            replies.append(str(tokenizer.decode(new_tokens, skip_special_tokens=True)).strip())
+            ended = any(int(token) in stops for token in new_tokens)
+            text = str(tokenizer.decode(new_tokens, skip_special_tokens=True)).strip()
+            replies.append((text, ended))
     return replies
 
 

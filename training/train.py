@@ -1,5 +1,5 @@
 """QLoRA training recipe: config -> tokenizer/model -> datasets -> trainer -> train ->
-evaluate -> adapter + clone.json -> result.json.
+evaluate -> preference stage (``training.preference``) -> adapter + clone.json -> result.json.
 
 Run as ``python -m training.train --config run_config.json [--learning-rate 2e-4 ...]``.
 stdout carries one JSON object per line (progress events, see ``emit``); logs go to stderr.
@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from training.chat_format import PAD_TOKEN, CloneSpec, save_clone_spec, tokenize_for_training
 from training.config import TrainConfig
 from training.dataset import fingerprint, read_jsonl
+from training.preference import final_metrics, preference_stage
 from training.settings import resolved
 from training.token_stats import TokenStats, measure_token_stats
 from training.train_args import load_config, parse_args
@@ -391,7 +392,11 @@ def main(argv: list[str] | None = None) -> int:
             trainer = build_trainer(config, tokenizer, model, train_dataset, eval_dataset, emit)
             token_stats = measure_tokens(trainer, train_dataset, emit)
             train_metrics = train(trainer)
-            metrics = {**train_metrics, **evaluate(trainer), **token_stats.metrics()}
+            supervised = evaluate(trainer)
+            # The owner's feedback, on the same adapter; kept only if eval_loss allows it.
+            preference = preference_stage(config, tokenizer, trainer, supervised, emit)
+            metrics = {**train_metrics, **supervised, **token_stats.metrics()}
+            metrics = final_metrics(metrics, preference)
             if not main_process:
                 return 0
             adapter_dir = save_adapter(config, trainer, tokenizer, metrics, info)
@@ -410,6 +415,7 @@ def main(argv: list[str] | None = None) -> int:
         "eval_samples": info["eval_samples"],
         "dropped_too_long": info["dropped_too_long"],
         "dataset_fingerprint": info["dataset_fingerprint"],
+        "preference": preference.to_dict(),
         # Every log and evaluation of the run (loss curves are drawn from it).
         "log_history": trainer.state.log_history,
     }

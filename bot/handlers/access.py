@@ -2,7 +2,7 @@
 
 * The owner and ``ADMIN_IDS``: everything.
 * ``ALLOWED_USER_IDS`` (anyone with ``ALLOW_ALL``): chat with the clone; owner-only actions
-  are refused each time.
+  are refused each time (a reaction, which labels a reply for training, silently).
 * Everyone else: one polite refusal per UTC day (in a group only for an owner-only
   command), then silence. The update stops here, so nothing of theirs reaches the clone or
   its conversation store. (Messages in a group the owner opted into collection are context
@@ -74,6 +74,8 @@ def _command_name(update: Update) -> str | None:
 def _is_owner_only(update: Update) -> bool:
     if update.callback_query is not None:
         return True  # every button the bot shows belongs to an owner command
+    if update.message_reaction is not None:
+        return True  # a reaction labels a clone reply for training: the owner's call
     message = update.effective_message
     if message is not None and message.document is not None:
         return True

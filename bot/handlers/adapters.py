@@ -8,7 +8,9 @@ from pathlib import Path
 from telegram import Update
 
 from bot.context import CloneContext, Services
+from bot.retrain.figures import quiz_figure
 from storage.models import AdapterRecord
+from storage.quizzes import QuizScore, quiz_scores
 from storage.runs import current_adapter, get_adapter, list_adapters, promote_adapter
 
 logger = logging.getLogger(__name__)
@@ -16,17 +18,18 @@ logger = logging.getLogger(__name__)
 PROMOTE_USAGE = "Usage: /promote ID — the ids are in /adapters."
 
 
-def _line(adapter: AdapterRecord) -> str:
+def _line(adapter: AdapterRecord, score: QuizScore | None) -> str:
     loss = adapter.metrics.get("gate_eval_loss", adapter.metrics.get("eval_loss"))
     loss_text = "n/a" if loss is None else f"{loss:.3f}"
     state = "serving" if adapter.promoted else "candidate"
     run = f"run #{adapter.run_id}" if adapter.run_id is not None else "no run"
     when = adapter.created_at.strftime("%Y-%m-%d %H:%M")
-    return f"#{adapter.adapter_id} {state} — eval_loss {loss_text} — {run}, {when} UTC"
+    quizzed = f" — quiz: {quiz_figure(score)}" if score is not None else ""
+    return f"#{adapter.adapter_id} {state} — eval_loss {loss_text}{quizzed} — {run}, {when} UTC"
 
 
 async def adapters(update: Update, context: CloneContext) -> None:
-    """The newest adapters, which one serves, and their eval_loss."""
+    """The newest adapters, which one serves, their eval_loss and blind-test figures."""
     message = update.effective_message
     if message is None:
         return
@@ -34,7 +37,9 @@ async def adapters(update: Update, context: CloneContext) -> None:
     if not listed:
         await message.reply_text("No adapters yet: /retrain trains the first one.")
         return
-    await message.reply_text("\n".join(_line(adapter) for adapter in listed))
+    scores = await quiz_scores(context.services.db)
+    lines = [_line(adapter, scores.get(adapter.adapter_id)) for adapter in listed]
+    await message.reply_text("\n".join(lines))
 
 
 async def _switch(services: Services, adapter: AdapterRecord) -> str:

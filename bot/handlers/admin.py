@@ -10,11 +10,13 @@ from pathlib import Path
 from telegram import Update
 
 from bot.context import CloneContext
-from bot.retrain.figures import adapter_lines, run_lines, style_legend
+from bot.retrain.figures import adapter_lines, quiz_lines, run_lines, style_legend
 from bot.telegram.const import RETRAIN_JOB_ID
 from storage.collection import collection_paused
 from storage.corrections import count_corrections
 from storage.messages import chat_titles, corpus_counts
+from storage.quizzes import quiz_scores
+from storage.reply_labels import count_labels
 from storage.runs import current_adapter, latest_run
 from training.pipeline import RunAlreadyActiveError
 from training.prepare import build_corpus_dataset
@@ -73,12 +75,17 @@ async def stats(update: Update, context: CloneContext) -> None:
     corrections = await count_corrections(services.db)
     if corrections:
         lines.append(f"Your /fix corrections (trained on next run): {corrections}")
+    labels = await count_labels(services.db)
+    if any(labels.values()):
+        lines.append(f"Replies you rated: {labels['good']} good, {labels['bad']} bad")
     run = await latest_run(services.db)
     lines += run_lines(run)
     paused = await collection_paused(services.db)
     lines.append(f"Live collection: {'paused (/resume)' if paused else 'on'}")
     adapter = await current_adapter(services.db)
     lines += adapter_lines(adapter, run)
+    serving_id = adapter.adapter_id if adapter else None
+    lines += quiz_lines(await quiz_scores(services.db), serving_id)
     lines += style_legend(run.metrics if run else {}, adapter.metrics if adapter else {})
     await message.reply_text("\n".join(lines))
     if context.args and context.args[0].lower() == "data":

@@ -9,9 +9,9 @@ from telegram import Update
 
 from bot.context import CloneContext
 from bot.engine.base import NoAdapterError
-from bot.replies.chats import HISTORY_READ_LIMIT, chat_records
-from storage.clone_turns import turn_for_message, turns_before
-from storage.corrections import ContextTurn, add_correction
+from bot.replies.chats import prompt_of_reply
+from storage.clone_turns import turn_for_message
+from storage.corrections import add_correction
 
 logger = logging.getLogger(__name__)
 
@@ -53,26 +53,17 @@ async def fix(update: Update, context: CloneContext) -> None:
     if stored is None or stored.turn.role != "assistant":
         await message.reply_text(NOT_A_CLONE_MESSAGE)
         return
-    clone_turn = stored.turn
-    before = await turns_before(services.db, chat.id, stored.turn_id, limit=HISTORY_READ_LIMIT)
     try:
-        prompts = await services.engine.prompts()
+        context_turns = await prompt_of_reply(services, chat.id, stored)
     except NoAdapterError:
         await message.reply_text(NO_ADAPTER)
         return
-    # The turns the corrected reply answered, shaped as the clone saw them.
-    records = await chat_records(services.db, chat.id, before)
-    shaped = prompts.turns(records, now=clone_turn.date)
-    context_turns: list[ContextTurn] = [
-        {"role": "assistant" if m["role"] == "assistant" else "user", "content": m["content"]}
-        for m in (shaped.messages if shaped is not None else [])
-    ]
     correction_id = await add_correction(
         services.db,
         chat.id,
         stored.turn_id,
         context_turns,
-        clone_turn.text,
+        stored.turn.text,
         better,
         datetime.now(UTC),
     )

@@ -1,20 +1,29 @@
 """Replies in chats with the clone (private chats, and groups where it talks): the chat's
-history in, the reply out through the one pipeline, the exchange stored."""
+history in, the reply out through the one pipeline, the exchange stored with the turns it
+answered (what /fix, reactions and the preference stage learn from)."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from telegram import Bot
+from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup
+from telegram.error import BadRequest
 
 from bot.context import Services
 from bot.replies.pipeline import CUT_NOTICE, Delivery, answer, failure_text
-from storage.clone_turns import Exchange, add_clone_turn
+from bot.telegram.const import LABEL_CALLBACK_PREFIX
+from storage.clone_turns import Exchange, add_clone_turn, prompt_of_turn, turns_before
+from storage.corrections import ContextTurn
 from storage.db import Database
 from storage.messages import recent_chat_messages
-from storage.models import CloneTurn, MessageRecord
+from storage.models import CloneTurn, MessageRecord, StoredCloneTurn
+from training.chat_format import ChatMessage
 from training.turns import is_group
+
+logger = logging.getLogger(__name__)
 
 HISTORY_READ_LIMIT = 200
 """Stored messages read per reply at most; the turn shaper keeps what fits the prompt."""
@@ -72,7 +81,52 @@ async def reply_to_burst(
         message_id=sent.message_ids[0] if sent.message_ids else None,
     )
     # Stored only now, in one transaction, so that no write delays any reply's first words.
-    await services.history.save(Exchange(chat_id, new_turns, reply, sent.message_ids))
+    prompt = context_of(answered.turns)
+    await services.history.save(Exchange(chat_id, new_turns, reply, sent.message_ids, prompt))
+    if settings.reply_label_buttons and is_admin and sent.message_ids:
+        await offer_labels(bot, chat_id, sent.message_ids[-1])
+
+
+def context_of(messages: Sequence[ChatMessage]) -> list[ContextTurn]:
+    """Shaped turns (no system message) as storage keeps a reply's prompt."""
+    return [
+        {"role": "assistant" if m["role"] == "assistant" else "user", "content": m["content"]}
+        for m in messages
+        if m["role"] != "system"
+    ]
+
+
+async def prompt_of_reply(
+    services: Services, chat_id: int, stored: StoredCloneTurn
+) -> list[ContextTurn]:
+    """The turns a clone reply answered, as the clone saw them.
+
+    Kept with the reply since it was sent; for a reply sent before that, the chat's turns
+    before it are shaped again with the serving adapter's rules (NoAdapterError when none
+    serves). Empty when nothing of it is left to answer.
+    """
+    kept = await prompt_of_turn(services.db, stored.turn_id)
+    if kept is not None:
+        return kept
+    before = await turns_before(services.db, chat_id, stored.turn_id, limit=HISTORY_READ_LIMIT)
+    prompts = await services.engine.prompts()
+    records = await chat_records(services.db, chat_id, before)
+    shaped = prompts.turns(records, now=stored.turn.date)
+    return context_of(shaped.messages) if shaped is not None else []
+
+
+async def offer_labels(bot: Bot, chat_id: int, message_id: int) -> None:
+    """Put the 👍/👎 label buttons under a clone reply (REPLY_LABEL_BUTTONS)."""
+    buttons = [
+        InlineKeyboardButton(text, callback_data=f"{LABEL_CALLBACK_PREFIX}{label}")
+        for text, label in (("👍", "good"), ("👎", "bad"))
+    ]
+    try:
+        await bot.edit_message_reply_markup(
+            chat_id, message_id, reply_markup=InlineKeyboardMarkup([buttons])
+        )
+    except BadRequest:  # the reply was deleted meanwhile: nothing to label
+        logger.info("no label buttons in chat %s: the reply is gone", chat_id)
 
 
 async def chat_records(db: Database, chat_id: int, turns: list[CloneTurn]) -> list[MessageRecord]:

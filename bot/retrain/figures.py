@@ -7,9 +7,14 @@ once at the end, so the message stays a few plain-text lines.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 from storage.models import AdapterRecord, TrainingRun
+from storage.quizzes import QuizScore
+
+Z_95 = 1.959964
+"""The normal quantile of a two-sided 95% interval."""
 
 
 def _metric(metrics: dict[str, float], name: str) -> str:
@@ -96,3 +101,35 @@ def style_legend(*metrics: Mapping[str, float]) -> list[str]:
     if any(format_style(m) is not None for m in metrics):
         return list(STYLE_LEGEND)
     return []
+
+
+def wilson_interval(hits: int, trials: int, z: float = Z_95) -> tuple[float, float]:
+    """The Wilson score interval of a proportion (sound for small counts and 0 or 100%)."""
+    if trials <= 0:
+        raise ValueError("an interval needs at least one trial")
+    share = hits / trials
+    denominator = 1 + z * z / trials
+    centre = (share + z * z / (2 * trials)) / denominator
+    half = z * math.sqrt(share * (1 - share) / trials + z * z / (4 * trials * trials))
+    half /= denominator
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def quiz_figure(score: QuizScore) -> str:
+    """How often the owner did not find their own reply: count, share and 95% interval."""
+    low, high = wilson_interval(score.missed, score.answered)
+    share = score.missed / score.answered
+    return (
+        f"missed yours {score.missed}/{score.answered} ({share:.0%}, 95% CI {low:.0%}–{high:.0%})"
+    )
+
+
+def quiz_lines(scores: Mapping[int, QuizScore], serving_id: int | None) -> list[str]:
+    """The /stats lines of the blind test, one per quizzed adapter, newest first."""
+    if not scores:
+        return []
+    lines = ["Blind test (/quiz), picked the clone's reply or could not tell:"]
+    for adapter_id in sorted(scores, reverse=True):
+        state = " (serving)" if adapter_id == serving_id else ""
+        lines.append(f"  adapter #{adapter_id}{state}: {quiz_figure(scores[adapter_id])}")
+    return lines

@@ -42,14 +42,15 @@ def describe(report: RunReport, *, served: bool = True) -> str:
     style = format_style(report.metrics)  # "style: ..." or None
     figures = describe_metrics(report.metrics) + (f"; {style}" if style else "")
     sizes = f"{_count(report.train_samples)} training / {_count(report.eval_samples)} eval samples"
+    preference = f"\n{report.preference}" if report.preference else ""
     if report.ending == "kept":
         return (
             f"{run} finished ({figures}; {sizes}), but {report.reason}, so the current adapter "
             f"keeps serving. It is kept as candidate #{report.adapter_id}: "
-            f"/promote {report.adapter_id} to use it anyway."
+            f"/promote {report.adapter_id} to use it anyway.{preference}"
         )
     live = "The new adapter is live." if served else f"Adapter: {report.adapter_dir}"
-    return f"{run} finished: {figures} ({sizes}); {report.reason}. {live}"
+    return f"{run} finished: {figures} ({sizes}); {report.reason}. {live}{preference}"
 
 
 def _count(value: int | None) -> str:

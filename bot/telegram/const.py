@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Literal
+
+from telegram import Update
 
 Access = Literal["everyone", "owner"]
 
@@ -36,6 +39,7 @@ ROLLBACK = Command("rollback", "Serve the previous adapter", "owner")
 TALK = Command("talk", "In a group: answer when mentioned", "owner", "on|off")
 AUTOREPLY = Command("autoreply", "Answer as you in Business chats", "owner", "on|off")
 FIX = Command("fix", "Reply to my message: the answer you'd give", "owner", "TEXT")
+QUIZ = Command("quiz", "Blind test: which reply is yours?", "owner", "[ID]")
 
 COMMANDS: tuple[Command, ...] = (
     START,
@@ -54,6 +58,7 @@ COMMANDS: tuple[Command, ...] = (
     TALK,
     AUTOREPLY,
     FIX,
+    QUIZ,
 )
 """Every command: the access gate, /help and the command menus all read this table."""
 
@@ -81,3 +86,19 @@ RETRAIN_JOB_ID = "retrain-now"
 RETRAIN_CRON_JOB_ID = "retrain-cron"
 
 FORGET_CALLBACK_PREFIX = "forget:"
+
+QUIZ_CALLBACK_PREFIX = "quiz:"
+"""A quiz answer button: ``quiz:<quiz id>:<A|B|unsure>``."""
+QUIZ_EXPIRY = timedelta(days=2)
+"""An unanswered quiz's buttons stop counting after this long."""
+LABEL_CALLBACK_PREFIX = "label:"
+"""A label button under a clone reply: ``label:good`` or ``label:bad``."""
+
+GOOD_REACTIONS = frozenset({"👍", "❤", "❤️", "🔥"})
+"""The owner's reactions that mark a clone reply good."""
+BAD_REACTIONS = frozenset({"👎", "💩"})
+"""The owner's reactions that mark a clone reply bad."""
+
+ALLOWED_UPDATES: tuple[str, ...] = tuple(Update.ALL_TYPES)
+"""What polling and the webhook ask Telegram for: every type, since Business messages, edits
+and message_reaction are not all in Telegram's default set (message_reaction never is)."""

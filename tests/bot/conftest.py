@@ -12,8 +12,10 @@ import pytest
 from telegram.ext import Application
 
 from bot.app import EngineFactory, build_application
+from bot.context import Services
 from bot.engine.factory import build_engine
 from bot.settings import Settings
+from bot.telegram.const import ALLOWED_UPDATES
 from tests.export_factory import OWNER_ID
 from tests.fake_telegram.server import FakeTelegramServer
 
@@ -59,7 +61,8 @@ async def running_clone(
     assert app.post_init is not None and app.post_shutdown is not None
     await app.post_init(app)
     assert app.updater is not None
-    await app.updater.start_polling(poll_interval=0, timeout=1)
+    # What `tgclone run` asks for: the fake, like Telegram, sends reactions only when asked.
+    await app.updater.start_polling(poll_interval=0, timeout=1, allowed_updates=ALLOWED_UPDATES)
     await app.start()
     try:
         yield app
@@ -99,3 +102,10 @@ async def settle(app: Application, server: FakeTelegramServer) -> None:  # type:
             return
         await asyncio.sleep(0.01)
     raise AssertionError("the bot did not become idle")
+
+
+def services_of(app: Application) -> Services:  # type: ignore[type-arg]
+    """The running app's services (its database, engine, ...)."""
+    services = app.bot_data["services"]
+    assert isinstance(services, Services)
+    return services

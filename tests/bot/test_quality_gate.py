@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 from telegram.ext import Application
@@ -9,7 +10,9 @@ from telegram.ext import Application
 from bot.context import Services
 from bot.retrain.service import OwnerHooks
 from bot.settings import Settings
+from storage.corrections import ContextTurn
 from storage.db import Database
+from storage.reply_labels import ReplyLabel, set_label
 from storage.runs import add_adapter, current_adapter, list_adapters, run_evals
 from tests.adapters import make_adapter
 from tests.bot.conftest import running_clone
@@ -20,6 +23,7 @@ from tests.trained_clone import TrainedClone, recipe
 from training.pipeline import TrainingPipeline
 
 OWNER = builders.user(OWNER_ID, "Owner")
+NOW = datetime(2026, 12, 1, tzinfo=UTC)
 
 
 def _services(app: Application) -> Services:  # type: ignore[type-arg]
@@ -80,8 +84,15 @@ async def test_a_worse_run_is_kept_as_a_candidate(
             )
         # A run that barely moves from the base model cannot beat the trained adapter.
         weak = recipe(data_dir, tiny_model_dir, train_max_steps=4, train_learning_rate=1e-9)
+        await _rate_replies(db, 3)
         second = await TrainingPipeline(weak, db, OwnerHooks(notify)).run("command")
         assert second is not None and second.status == "succeeded", said
+        # Three rated replies: too few for the preference stage, and the owner is told.
+        assert said[-1].endswith(
+            "\nPreference stage skipped: 3 of the 20 signals it needs (/fix corrections and "
+            "replies you rated); the supervised adapter is used."
+        )
+        assert second.metrics["preference_unpaired"] == 3.0
         adapters = await list_adapters(db)
         serving = await current_adapter(db)
         curve = await run_evals(db, first.run_id)
@@ -96,3 +107,11 @@ async def test_a_worse_run_is_kept_as_a_candidate(
     assert kept["gate_eval_loss"] > kept["gate_serving_eval_loss"]
     assert f"candidate #{adapters[0].adapter_id}" in said[-1]
     assert f"/promote {adapters[0].adapter_id}" in said[-1]
+
+
+async def _rate_replies(db: Database, count: int) -> None:
+    """The owner marked ``count`` clone replies (through storage, as the handlers do)."""
+    for turn_id in range(count):
+        context: list[ContextTurn] = [{"role": "user", "content": f"are you in, {turn_id}?"}]
+        label = ReplyLabel(OWNER_ID, turn_id, "good", "reaction", context, "sure", NOW)
+        await set_label(db, label)

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from telegram import Update
 
 from bot.app import build_application
 from bot.cli import main
 from bot.settings import SettingsError, load_settings
+from bot.telegram.const import ALLOWED_UPDATES
 from bot.telegram.webhook import webhook_options
 from tests.bot.conftest import bot_settings
 from tests.bot.scripted_engine import ScriptedEngine
@@ -56,7 +56,7 @@ async def test_webhook_mode_answers_updates_with_the_secret_only(
         url_path=options.url_path,
         webhook_url=options.webhook_url,
         secret_token=options.secret_token,
-        allowed_updates=Update.ALL_TYPES,
+        allowed_updates=ALLOWED_UPDATES,
     )
     await app.start()
     hook = f"http://127.0.0.1:{options.port}/{options.url_path}"

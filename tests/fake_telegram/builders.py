@@ -186,6 +186,33 @@ def callback_query_update(
     return {"callback_query": query}
 
 
+def message_reaction_update(
+    chat: JSONDict,
+    from_user: JSONDict,
+    message_id: int,
+    new: list[str],
+    old: list[str] | None = None,
+    *,
+    date: int | None = None,
+) -> JSONDict:
+    """A ``message_reaction`` update: ``from_user`` changed their emoji reactions to a message
+    from ``old`` to ``new`` (an empty ``new`` takes them back)."""
+
+    def emoji(values: list[str]) -> list[JSONDict]:
+        return [{"type": "emoji", "emoji": value} for value in values]
+
+    return {
+        "message_reaction": {
+            "chat": chat,
+            "message_id": message_id,
+            "user": from_user,
+            "date": int(time.time()) if date is None else date,
+            "old_reaction": emoji(old or []),
+            "new_reaction": emoji(new),
+        }
+    }
+
+
 def business_connection(
     connection_id: str,
     owner: JSONDict,

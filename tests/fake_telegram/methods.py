@@ -31,7 +31,11 @@ def get_me(state: BotState, params: JSONDict) -> JSONDict:
 
 
 def get_updates(state: BotState, params: JSONDict) -> list[JSONDict]:
-    """``getUpdates``: long polling with ``offset``, ``limit`` and ``timeout`` (seconds)."""
+    """``getUpdates``: long polling with ``offset``, ``limit`` and ``timeout`` (seconds); an
+    ``allowed_updates`` list is remembered, and only those types are delivered (by default
+    all but ``chat_member``, ``message_reaction`` and ``message_reaction_count``)."""
+    if isinstance(params.get("allowed_updates"), list):
+        state.set_allowed_updates(params["allowed_updates"])
     offset = params.get("offset")
     return state.take_updates(
         offset=int(offset) if offset is not None else None,
@@ -118,12 +122,29 @@ def edit_message_text(state: BotState, params: JSONDict) -> JSONDict | bool:
         raise bad_request("message to edit not found")
     if current.get("from", {}).get("id") != state.bot_user["id"]:
         raise bad_request("message can't be edited")
-    changes: JSONDict = {"text": text}
-    if "reply_markup" in params:
-        changes["reply_markup"] = params["reply_markup"]
+    # As on Telegram, an edit without an inline keyboard leaves the message without one.
+    changes: JSONDict = {"text": text, "reply_markup": params.get("reply_markup")}
     if all(current.get(key) == value for key, value in changes.items()):
         raise bad_request(NOT_MODIFIED)
     return state.edit_message(chat_id, message_id, changes)
+
+
+def edit_message_reply_markup(state: BotState, params: JSONDict) -> JSONDict | bool:
+    """``editMessageReplyMarkup`` of a bot message: sets (or, without one, removes) its
+    inline keyboard."""
+    if "inline_message_id" in params:
+        return True
+    chat_id = _require(params, "chat_id")
+    message_id = int(_require(params, "message_id"))
+    current = state.find_message(chat_id, message_id)
+    if current is None:
+        raise bad_request("message to edit not found")
+    if current.get("from", {}).get("id") != state.bot_user["id"]:
+        raise bad_request("message can't be edited")
+    markup = params.get("reply_markup")
+    if current.get("reply_markup") == markup:
+        raise bad_request(NOT_MODIFIED)
+    return state.edit_message(chat_id, message_id, {"reply_markup": markup})
 
 
 def delete_message(state: BotState, params: JSONDict) -> bool:
@@ -202,6 +223,7 @@ METHODS: dict[str, Method] = {
     "sendmessage": send_message,
     "sendmessagedraft": send_message_draft,
     "editmessagetext": edit_message_text,
+    "editmessagereplymarkup": edit_message_reply_markup,
     "deletemessage": delete_message,
     "sendchataction": send_chat_action,
     "getfile": get_file,

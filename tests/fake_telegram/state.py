@@ -29,6 +29,42 @@ class ApiError(Exception):
         self.retry_after = retry_after
 
 
+NOT_BY_DEFAULT = frozenset({"chat_member", "message_reaction", "message_reaction_count"})
+"""Update types Telegram sends only to a bot that lists them in ``allowed_updates``."""
+ALL_UPDATE_TYPES = frozenset(
+    {
+        "message",
+        "edited_message",
+        "channel_post",
+        "edited_channel_post",
+        "business_connection",
+        "business_message",
+        "edited_business_message",
+        "deleted_business_messages",
+        "message_reaction",
+        "message_reaction_count",
+        "inline_query",
+        "chosen_inline_result",
+        "callback_query",
+        "shipping_query",
+        "pre_checkout_query",
+        "purchased_paid_media",
+        "poll",
+        "poll_answer",
+        "my_chat_member",
+        "chat_member",
+        "chat_join_request",
+        "chat_boost",
+        "removed_chat_boost",
+    }
+)
+"""The Bot API's update types (the keys of an ``Update`` besides ``update_id``)."""
+
+
+def _update_type(update: JSONDict) -> str:
+    return next((key for key in update if key != "update_id"), "")
+
+
 def bad_request(reason: str) -> ApiError:
     """A 400 error worded like Telegram's: ``Bad Request: <reason>``."""
     return ApiError(400, f"Bad Request: {reason}")
@@ -91,6 +127,7 @@ class BotState:
     handled_times: list[float] = field(default_factory=list)  # monotonic: its handler read it
     handed_out: dict[int, float] = field(default_factory=dict)  # update_id -> first getUpdates
     drafts: list[DraftEvent] = field(default_factory=list)
+    allowed_updates: list[str] | None = None  # the bot's last choice; None: Telegram's default
     _update_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _file_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _message_ids: dict[ChatId, int] = field(default_factory=dict)
@@ -118,7 +155,7 @@ class BotState:
                 done = [u for u in self.pending if u["update_id"] < offset]
                 self.confirmed.extend(done)
                 self.pending = [u for u in self.pending if u["update_id"] >= offset]
-            while not self.pending and not self.stopped:
+            while not self._withhold_unwanted() and not self.stopped:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
@@ -128,6 +165,24 @@ class BotState:
             for update in batch:
                 self.handed_out.setdefault(update["update_id"], now)
             return copy.deepcopy(batch)
+
+    def set_allowed_updates(self, allowed: list[str]) -> None:
+        """``allowed_updates`` of getUpdates/setWebhook: an empty list means the default."""
+        with self.cond:
+            self.allowed_updates = list(allowed) or None
+
+    def _withhold_unwanted(self) -> bool:
+        """Drop pending updates of types the bot did not ask for (as Telegram never sends
+        them); True when some are left. Caller holds the lock."""
+        wanted = [u for u in self.pending if _update_type(u) in self._allowed()]
+        self.dropped.extend(u for u in self.pending if _update_type(u) not in self._allowed())
+        self.pending = wanted
+        return bool(wanted)
+
+    def _allowed(self) -> set[str]:
+        if self.allowed_updates is not None:
+            return set(self.allowed_updates)
+        return {t for t in ALL_UPDATE_TYPES if t not in NOT_BY_DEFAULT}
 
     def drop_pending(self) -> int:
         """``deleteWebhook(drop_pending_updates=True)``: discard undelivered updates."""
@@ -187,7 +242,11 @@ class BotState:
         """Apply ``changes`` to a bot message and record the edit."""
         with self.cond:
             msg = self.messages[(chat_id, message_id)]
-            msg.update(changes)
+            for key, value in changes.items():
+                if value is None:  # e.g. an edit without reply_markup drops the keyboard
+                    msg.pop(key, None)
+                else:
+                    msg[key] = value
             msg["edit_date"] = int(time.time())
             self._record_event(chat_id, "edited", msg)
             return copy.deepcopy(msg)

@@ -12,7 +12,7 @@ from storage.migrations import MIGRATIONS, Migration, SchemaTooNewError, schema_
 
 TABLES = {"chats", "messages", "imports", "training_runs", "adapters", "clone_turns"}
 
-NEXT = len(MIGRATIONS) + 1
+NEXT = MIGRATIONS[-1].version + 1
 ALL_VERSIONS = [m.version for m in MIGRATIONS]
 
 next_test_nickname = Migration(
@@ -136,8 +136,24 @@ async def test_database_from_a_newer_version_is_refused(tmp_path: Path) -> None:
 
 
 def test_migrations_are_numbered_in_order() -> None:
-    assert [m.version for m in MIGRATIONS] == list(range(1, len(MIGRATIONS) + 1))
+    versions = [m.version for m in MIGRATIONS]
+    assert versions[0] == 1 and versions == sorted(set(versions))
     assert all(m.name.startswith(f"m{m.version:03d}_") for m in MIGRATIONS)
+
+
+async def test_a_reserved_number_applies_after_a_higher_one(tmp_path: Path) -> None:
+    """A database migrated without a number another branch reserved gets it later."""
+    path = tmp_path / "tgclone.db"
+    skipped = next_test_nickname
+    later = Migration(NEXT + 1, f"m{NEXT + 1:03d}_later", ("CREATE TABLE later (x INTEGER)",))
+    await (await Database.open(path, migrations=(*MIGRATIONS, later))).close()
+    db = await Database.open(path, migrations=(*MIGRATIONS, skipped, later))
+    try:
+        assert await schema_versions(db.conn) == [*ALL_VERSIONS, NEXT, NEXT + 1]
+    finally:
+        await db.close()
+    with pytest.raises(ValueError, match="increasing"):
+        await Database.open(path, migrations=(*MIGRATIONS, later, skipped))
 
 
 async def test_m001_database_with_data_upgrades_to_live_collection(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from training.dataset import write_jsonl
 from training.evaluate import evaluate_adapter
 from training.gate import decide
 from training.judge import JudgeError, Judgement, judge_in_child
+from training.quiz_set import QUIZ_FILE, load_quiz_set
 
 SAMPLES = [
     [
@@ -45,6 +46,10 @@ async def test_both_adapters_are_scored_in_one_process_as_each_alone(
     assert judgement.style["style_samples"] == 3.0 and judgement.style_error is None
     # One base model load for both adapters and the style checks.
     assert log.read_text("utf-8").count("loading base model") == 1
+    # The candidate's replies are kept as the owner's quiz (a random adapter never stops
+    # within the limit, so none qualifies: a cut reply would give the clone away).
+    assert load_quiz_set(candidate) == []
+    assert not (serving / QUIZ_FILE).exists()
 
 
 async def test_a_serving_adapter_that_cannot_be_scored_is_reported_not_fatal(

@@ -18,6 +18,9 @@ from typing import Any
 import pytest
 
 from tests.training.test_runner import stop_group, trained_a_step, write_run
+from training.chat_format import ChatMessage
+from training.config import DEFAULT_SYSTEM_PROMPT
+from training.preference_data import PreferenceData, write_preference_data
 from training.runners import RunDetachedError, RunHandle, SshRunner, SshTarget
 
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
@@ -87,13 +90,18 @@ def ssh_host(tmp_path: Path) -> Iterator[SshTarget]:
 async def test_training_runs_on_the_ssh_host_and_the_adapter_comes_home(
     tmp_path: Path, tiny_model_dir: Path, ssh_host: SshTarget
 ) -> None:
-    config_path = write_run(tmp_path / "run-0001", tiny_model_dir)
+    feedback = tmp_path / "run-0001" / "preference.jsonl"
+    feedback.parent.mkdir(parents=True)
+    write_preference_data(feedback, _three_signals())
+    config_path = write_run(tmp_path / "run-0001", tiny_model_dir, preference_file=feedback)
     events: list[dict[str, Any]] = []
     runner = SshRunner(ssh_host)
     outcome = await runner.run(config_path, tmp_path / "run-0001" / "train.log", events.append)
     assert outcome.succeeded, outcome.error
     adapter = tmp_path / "run-0001" / "output" / "adapter"
     assert outcome.result is not None and outcome.result["adapter_dir"] == str(adapter)
+    # The owner's feedback went over too (three signals: too few for the preference stage).
+    assert "3 of the 20 signals" in outcome.result["preference"]["note"]
     for name in ("adapter_model.safetensors", "adapter_config.json", "clone.json"):
         assert (adapter / name).is_file(), name
     assert (tmp_path / "run-0001" / "output" / "result.json").is_file()
@@ -152,3 +160,17 @@ async def test_an_unreachable_host_fails_the_run_with_the_reason(tmp_path: Path)
     moved = SshTarget(host="127.0.0.2", port=target.port)
     outcome = await SshRunner(moved).follow(handle)
     assert outcome.error is not None and "TRAIN_SSH_HOST" in outcome.error
+
+
+def _three_signals() -> PreferenceData:
+    prompt: list[ChatMessage] = [
+        {"role": "system", "content": DEFAULT_SYSTEM_PROMPT},
+        {"role": "user", "content": "coming tonight?"},
+    ]
+    return PreferenceData(
+        pairs=[{"prompt": prompt, "chosen": "sure, at 8", "rejected": "As an AI, no"}],
+        unpaired=[
+            {"prompt": prompt, "completion": "yes", "label": True},
+            {"prompt": prompt, "completion": "Certainly! Here is", "label": False},
+        ],
+    )

@@ -64,6 +64,8 @@ def test_defaults_are_the_recipe(tmp_path: Path) -> None:
         output_dir=tmp_path / "output",
         dataset_fingerprint="f",
         dataset_size=2,
+        preference_file=tmp_path / "preference.jsonl",
+        preference_tolerance=0.01,  # PROMOTE_MIN_IMPROVEMENT's default
     )
     assert _settings().dataset_config() == DatasetConfig()
     assert _settings().generation_overrides() == {}

@@ -8,10 +8,18 @@ from pathlib import Path
 import pytest
 
 from tests.adapters import greedy_reply, make_adapter
-from training.chat_format import ChatMessage
+from training.chat_format import ChatMessage, CloneSpec
+from training.config import DatasetConfig, GenerationSettings
 from training.dataset import Sample, write_jsonl
 from training.style_checks import style_scores
-from training.style_eval import generate_replies, held_out_pairs, main, spread, style_eval
+from training.style_eval import (
+    generate_ended,
+    generate_replies,
+    held_out_pairs,
+    main,
+    spread,
+    style_eval,
+)
 
 SYSTEM = {"role": "system", "content": "Ты — это я."}
 SAMPLES: list[Sample] = [
@@ -100,3 +108,31 @@ def test_command_line_reports_bad_input_as_one_json_line(
         lines = capsys.readouterr().out.strip().splitlines()
         assert len(lines) == 1
         assert expected in json.loads(lines[0])["error"]
+
+
+def test_a_reply_that_stops_is_told_from_one_cut_at_the_limit(tiny_model_dir: Path) -> None:
+    """What keeps cut replies out of the owner's quiz (``training.quiz_set``)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
+    spec = CloneSpec(
+        base_model=str(tiny_model_dir),
+        dataset=DatasetConfig(),
+        chat_template=str(tokenizer.chat_template),
+        generation=GenerationSettings(do_sample=False, max_new_tokens=8),
+    )
+    history: list[ChatMessage] = [{"role": "user", "content": "Как дела?"}]
+    [(text, ended)] = generate_ended(model, tokenizer, spec, [history], max_new_tokens=8)
+    assert not ended and len(tokenizer(text, add_special_tokens=False)["input_ids"]) >= 7
+    # Logits read one coordinate, where only the two stop tokens are non-zero and of opposite
+    # sign: the first token generated is always one of them.
+    with torch.no_grad():
+        model.model.norm.weight.zero_()
+        model.model.norm.weight[0] = 1.0
+        embeddings = model.get_input_embeddings().weight
+        embeddings[:, 0] = 0.0
+        embeddings[tokenizer.convert_tokens_to_ids("<|im_end|>"), 0] = 100.0
+        embeddings[tokenizer.convert_tokens_to_ids("<|endoftext|>"), 0] = -100.0
+    assert generate_ended(model, tokenizer, spec, [history], max_new_tokens=8) == [("", True)]

@@ -140,6 +140,7 @@ class SshRunner:
             train_file=Path(remote_dir) / "train.jsonl",
             eval_file=Path(remote_dir) / "eval.jsonl",
             output_dir=Path(remote_dir) / "output",
+            preference_file=_remote_preference_file(config, remote_dir),
         )
         bundle = run_dir / "upload.tar"
         await asyncio.to_thread(_pack, bundle, config, remote_config)
@@ -327,6 +328,14 @@ class SshRunner:
         return out or b""
 
 
+def _remote_preference_file(config: TrainConfig, remote_dir: str) -> Path | None:
+    """Where the owner's feedback goes on the host (None: the run has none to send)."""
+    local = config.preference_file
+    if local is None or not local.exists():
+        return None
+    return Path(remote_dir) / local.name
+
+
 def _pack(bundle: Path, config: TrainConfig, remote_config: TrainConfig) -> None:
     """The dataset files and the host's copy of the config, as one tar."""
     body = json.dumps(remote_config.to_dict(), indent=2).encode("utf-8")
@@ -337,6 +346,8 @@ def _pack(bundle: Path, config: TrainConfig, remote_config: TrainConfig) -> None
             tar.add(config.train_file, arcname="train.jsonl")
             tar.add(config.eval_file, arcname="eval.jsonl")
             tar.add(staged, arcname=CONFIG_NAME)
+            if remote_config.preference_file is not None and config.preference_file is not None:
+                tar.add(config.preference_file, arcname=remote_config.preference_file.name)
     finally:
         staged.unlink(missing_ok=True)
 
