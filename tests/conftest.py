@@ -11,7 +11,7 @@ import pytest
 
 from tests.tiny_model import TOKENIZER_DIR, build_tiny_model_dir
 
-pytest_plugins = ["tests.fake_telegram.fixtures"]
+pytest_plugins = ["tests.fake_telegram.fixtures", "tests.hub"]
 
 # Nothing is ever fetched from a model hub in tests (CI has no internet): fail fast instead.
 os.environ["HF_HUB_OFFLINE"] = "1"
