@@ -58,8 +58,10 @@ def test_dataset_build_goes_on_with_estimates_and_says_so_once(
 
 def test_a_training_run_does_not_start(tmp_path: Path, unreachable_hub: str) -> None:
     env = hub_env(tmp_path, unreachable_hub, BASE_MODEL=HUB_MODEL)
-    cli = [sys.executable, "-m", "bot.cli", "--data-dir", str(tmp_path / "data"), "train"]
-    done, seconds = run(cli, env, tmp_path)
+    cli = [sys.executable, "-m", "bot.cli", "--data-dir", str(tmp_path / "data")]
+    export = write_full_export(tmp_path / "result.json", conversations=6)
+    assert run([*cli, "import", str(export)], env, tmp_path)[0].returncode == 0
+    done, seconds = run([*cli, "train"], env, tmp_path)
     assert done.returncode == 1 and seconds < COMMAND_LIMIT_SECONDS
     said = [line for line in done.stdout.splitlines() if "did not start" in line]
     assert len(said) == 1, done.stdout
