@@ -152,13 +152,18 @@ def dataset_report(settings: Settings, tokenizer: str | None, png: Path | None) 
 
 
 def _optional_tokenizer(source: str) -> Any:
-    """The tokenizer that counts tokens, or None (counts are then estimates) if unavailable."""
+    """The tokenizer that counts tokens, or None (counts are then estimates) if unavailable.
+
+    Where it is comes first (``training.preflight``, seconds at most without a network): a
+    model missing offline costs no hub retries, only one line saying the counts are estimates.
+    """
+    from training.preflight import ModelUnavailableError, locate_model
     from training.prepare import RunSetupError, load_tokenizer
 
     try:
-        return load_tokenizer(source)
-    except RunSetupError:
-        print(f"note: tokenizer {source} is not available; token counts are estimates")
+        return load_tokenizer(locate_model(source, "tokenizer").path)
+    except (ModelUnavailableError, RunSetupError) as exc:
+        print(f"note: token counts are estimates: {exc}")
         return None
 
 

@@ -68,7 +68,9 @@ class Settings(PipelineSettings):
     )
     engine_device: Literal["auto", "cpu", "cuda"] = "auto"
     engine_quantization: Literal["auto", "4bit", "bf16"] = Field(
-        "auto", description="Base model weights: auto = 4-bit on CUDA, float32 on CPU."
+        "auto",
+        description="Base model weights: auto = the adapter's clone.json precision (what it was "
+        "trained and judged on) where the device can run it, else 4-bit on CUDA, float32 on CPU.",
     )
     engine_queue_size: int = Field(
         32, ge=1, description="Replies that may wait for the model; more get 'busy, try later'."

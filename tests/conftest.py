@@ -12,7 +12,7 @@ import pytest
 from tests.tiny_model import TOKENIZER_DIR, build_tiny_model_dir
 from tests.trained_clone import TrainedClone, train_clone
 
-pytest_plugins = ["tests.fake_telegram.fixtures"]
+pytest_plugins = ["tests.fake_telegram.fixtures", "tests.hub"]
 
 # Nothing is ever fetched from a model hub in tests (CI has no internet): fail fast instead.
 os.environ["HF_HUB_OFFLINE"] = "1"

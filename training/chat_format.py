@@ -97,6 +97,10 @@ class CloneSpec:
     """sha256 of the dataset, from ``DatasetBuild.fingerprint``."""
     created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
     """When training finished, ISO 8601 UTC."""
+    precision: str = ""
+    """The base model's weights as trained, judged and to be served: ``nf4`` (bitsandbytes
+    4-bit NormalFloat with double quantization: the in-process engine on CUDA, and vLLM with
+    ``--quantization bitsandbytes``), ``bf16`` or ``fp32``; empty in adapters older than it."""
     format_version: int = CLONE_FORMAT_VERSION
     """Version of this file's layout."""
 
@@ -124,6 +128,7 @@ class CloneSpec:
             "dataset_size": self.dataset_size,
             "dataset_fingerprint": self.dataset_fingerprint,
             "created_at": self.created_at,
+            "precision": self.precision,
         }
 
     @classmethod
@@ -143,6 +148,7 @@ class CloneSpec:
             dataset_size=int(data.get("dataset_size", 0)),
             dataset_fingerprint=str(data.get("dataset_fingerprint", "")),
             created_at=str(data["created_at"]),
+            precision=str(data.get("precision", "")),
             format_version=CLONE_FORMAT_VERSION,
         )
 

@@ -49,7 +49,9 @@ def evaluate_adapter(
 
     spec = load_clone_spec(adapter_dir)
     tokenizer = load_adapter_tokenizer(adapter_dir, spec.base_model)
-    model = PeftModel.from_pretrained(load_base_model(spec.base_model, device), str(adapter_dir))
+    model = PeftModel.from_pretrained(
+        load_base_model(spec.base_model, device, recorded=spec.precision), str(adapter_dir)
+    )
     model.eval()
     return score_samples(model, tokenizer, spec, read_jsonl(eval_file), max_length=max_length)
 

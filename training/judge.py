@@ -12,7 +12,11 @@ then keeps the candidate. The candidate's replies to held-out conversations
 (``training.style_eval``) give the style figures, and are kept beside it as the owner's blind
 test (``training.quiz_set``).
 
-``judge_in_child`` runs it from the bot or the CLI, off the event loop.
+Each adapter's base model is loaded in exactly the precision its clone.json records (what it was
+trained on and will serve with; NF4 needs CUDA), from where ``training.preflight`` finds it: a
+base model missing offline fails at once, saying how to provide it. The runner that trained the
+adapter runs the judge there (``Runner.judge``: ``judge_in_child`` here, over SSH on a GPU host),
+off the event loop.
 """
 
 from __future__ import annotations
@@ -21,14 +25,21 @@ import argparse
 import json
 import logging
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from training.chat_format import load_clone_spec
+from training.chat_format import CloneSpec, load_clone_spec
 from training.dataset import read_jsonl
 from training.evaluate import score_samples
-from training.modeling import Device, load_adapter_tokenizer, load_base_model
+from training.modeling import (
+    Device,
+    load_adapter_tokenizer,
+    load_base_model,
+    quantization_for,
+)
+from training.preflight import ModelSource, PreflightError, locate_model
 from training.quiz_set import quiz_items, save_quiz_set
 from training.runner import EvaluationError, child_error, run_json_child
 from training.style_checks import style_scores
@@ -93,12 +104,13 @@ def judge(
     device: Device = "auto",
 ) -> Judgement:
     """Score ``candidate`` (and ``serving``) on ``eval_file``, then ``candidate``'s style."""
-    from peft import PeftModel
-
     samples = read_jsonl(eval_file)
     spec = load_clone_spec(candidate)
+    source = locate_model(spec.base_model, "weights")  # before torch loads: a missing one at once
+    from peft import PeftModel
+
     tokenizer = load_adapter_tokenizer(candidate, spec.base_model)
-    base = load_base_model(spec.base_model, device)
+    base = _load_base(spec, source, device)
     model = PeftModel.from_pretrained(base, str(candidate), adapter_name="candidate")
     model.eval()
     scores = score_samples(model, tokenizer, spec, samples, max_length=max_length)
@@ -111,9 +123,10 @@ def judge(
     try:
         serving_spec = load_clone_spec(serving)
         serving_tokenizer = load_adapter_tokenizer(serving, serving_spec.base_model)
-        if serving_spec.base_model != spec.base_model:
+        if (serving_spec.base_model, serving_spec.precision) != (spec.base_model, spec.precision):
             del model, base
-            base = load_base_model(serving_spec.base_model, device)
+            source = locate_model(serving_spec.base_model, "weights")
+            base = _load_base(serving_spec, source, device)
             model = PeftModel.from_pretrained(base, str(serving), adapter_name="serving")
         else:
             model.load_adapter(str(serving), adapter_name="serving", is_trainable=False)
@@ -126,6 +139,12 @@ def judge(
         logger.warning("the serving adapter could not be scored: %s", type(exc).__name__)
         return Judgement(scores, None, _one_line(exc), style, style_error)
     return Judgement(scores, serving_scores, None, style, style_error)
+
+
+def _load_base(spec: CloneSpec, source: ModelSource, device: Device) -> Any:
+    """The adapter's base model in exactly its recorded precision (it is what serves)."""
+    quantization = quantization_for(spec.precision)
+    return load_base_model(source.path, device, quantization, recorded=spec.precision)
 
 
 def _style(
@@ -168,21 +187,40 @@ async def judge_in_child(
     log_path: Path,
     style_limit: int = DEFAULT_LIMIT,
     python: str = sys.executable,
+    env: Mapping[str, str] | None = None,
 ) -> Judgement:
     """Run ``python -m training.judge`` and return its judgement; JudgeError on failure.
 
-    Cancelling the awaiting task stops the child (and anything it started).
+    Cancelling the awaiting task stops the child (and anything it started). ``env`` None:
+    this process's environment.
     """
+    args = judge_args(candidate, serving, eval_file, max_length, style_limit)
+    returncode, report = await run_json_child(
+        "training.judge", args, log_path=log_path, python=python, env=env
+    )
+    return judgement_of(report, returncode, log_path, candidate.name)
+
+
+def judge_args(
+    candidate: Path | str,
+    serving: Path | str | None,
+    eval_file: Path | str,
+    max_length: int,
+    style_limit: int = DEFAULT_LIMIT,
+) -> list[str]:
+    """``python -m training.judge``'s arguments."""
     args = ["--candidate", str(candidate), "--eval-file", str(eval_file)]
     args += ["--max-length", str(max_length), "--style-limit", str(style_limit)]
     if serving is not None:
         args += ["--serving", str(serving)]
-    returncode, report = await run_json_child(
-        "training.judge", args, log_path=log_path, python=python
-    )
+    return args
+
+
+def judgement_of(report: dict[str, Any], returncode: int, log_path: Path, name: str) -> Judgement:
+    """The judge child's answer as a Judgement; JudgeError with its reason when it failed."""
     if returncode != 0 or "candidate" not in report:
         error = child_error(report, log_path, returncode)
-        raise JudgeError(f"judging {candidate.name} failed: {error}")
+        raise JudgeError(f"judging {name} failed: {error}")
     return Judgement.from_dict(report)
 
 
@@ -208,6 +246,9 @@ def main(argv: list[str] | None = None) -> int:
             style_max_new_tokens=args.style_max_new_tokens,
             device=args.device,
         )
+    except PreflightError as exc:  # one message that says what to do
+        print(json.dumps({"error": str(exc)}), flush=True)
+        return 1
     except (OSError, ValueError) as exc:
         print(json.dumps({"error": _one_line(exc)}), flush=True)
         return 1

@@ -42,8 +42,10 @@ from storage.runs import (
 )
 from training.config import TrainConfig
 from training.gate import GateDecision, decide
-from training.judge import Judgement, judge_in_child
-from training.prepare import RunSetupError, prepare_run
+from training.gpus import GpuSelectionError
+from training.judge import Judgement
+from training.preflight import PreflightError, preflight_run
+from training.prepare import RunSetupError, prepare_run, require_corpus
 from training.runners import RunDetachedError, RunHandle, Runner, RunOutcome
 from training.runners.factory import make_runner
 from training.settings import PipelineSettings
@@ -80,6 +82,9 @@ class RunReport:
     """Every log and evaluation of the trainer (loss curves are drawn from it)."""
     preference: str = ""
     """What the preference stage did, in a line (``training.preference``); empty: no word."""
+    batch: dict[str, int] = field(default_factory=dict)
+    """How the batch was made (``training.gpus.BatchPlan.to_dict``): GPUs, accumulation,
+    effective batch."""
 
 
 class RunHooks(Protocol):
@@ -196,7 +201,7 @@ class TrainingPipeline:
         """The job boundary: every way a run can end is recorded and reported."""
         try:
             await work
-        except RunSetupError as exc:
+        except (RunSetupError, PreflightError, GpuSelectionError) as exc:
             await finish_run(self._db, run_id, "failed", {}, str(exc))
             await self._hooks.finished(RunReport(run_id, "not_started", str(exc)))
         except RunDetachedError:
@@ -217,18 +222,23 @@ class TrainingPipeline:
             self._handle = None
 
     async def _train(self, run_id: int) -> None:
-        prepared = await prepare_run(self._db, self._settings, run_id)
+        runner = make_runner(self._settings)
+        await require_corpus(self._db)
+        # Refused at once, before a dataset, a download or a process: a base model that is
+        # missing offline, or that this machine cannot train.
+        model = await preflight_run(self._settings, runner.kind)
+        prepared = await prepare_run(self._db, self._settings, run_id, model.path)
         if self._cancel_requested:
             await self._cancelled(run_id)
             return
         await mark_run_running(self._db, run_id, None, str(prepared.run_dir))
-        runner = self._runner = make_runner(self._settings)
+        self._runner = runner
         async with self._hooks.accelerator(runner):
             handle = self._handle = await runner.start(prepared.config_path, prepared.log_path)
             location = RunLocation(runner.kind, handle.pid, handle.host, handle.remote_dir)
             await record_run_location(self._db, run_id, location)
             outcome = await runner.follow(handle, self._events(run_id))
-            verdict = await self._judge(run_id, handle, outcome)
+            verdict = await self._settle(run_id, runner, handle, outcome)
         if verdict is not None:
             await self._apply(verdict)
 
@@ -250,9 +260,22 @@ class TrainingPipeline:
             )
         async with self._hooks.accelerator(runner):
             outcome = await runner.follow(handle, self._events(run_id))
-            verdict = await self._judge(run_id, handle, outcome)
+            verdict = await self._settle(run_id, runner, handle, outcome)
         if verdict is not None:
             await self._apply(verdict)
+
+    async def _settle(
+        self, run_id: int, runner: Runner, handle: RunHandle, outcome: RunOutcome
+    ) -> _Verdict | None:
+        """Judge the run where it trained, then let the runner clean up there (not when this
+        task is cancelled: the next start follows the run again)."""
+        try:
+            verdict = await self._judge(run_id, runner, handle, outcome)
+        except Exception:
+            await runner.finish(handle)
+            raise
+        await runner.finish(handle)
+        return verdict
 
     def _events(self, run_id: int) -> Any:
         async def on_event(event: dict[str, Any]) -> None:
@@ -267,7 +290,9 @@ class TrainingPipeline:
 
         return on_event
 
-    async def _judge(self, run_id: int, handle: RunHandle, outcome: RunOutcome) -> _Verdict | None:
+    async def _judge(
+        self, run_id: int, runner: Runner, handle: RunHandle, outcome: RunOutcome
+    ) -> _Verdict | None:
         """Record a training that ended without an adapter; judge one that produced one.
 
         Runs while the training still holds the accelerator: the judging child needs it too.
@@ -287,7 +312,8 @@ class TrainingPipeline:
         run_dir = handle.config_path.parent
         config = TrainConfig.from_dict(json.loads(handle.config_path.read_text("utf-8")))
         serving = await current_adapter(self._db)
-        judgement = await judge_in_child(
+        judgement = await runner.judge(
+            handle,
             adapter_dir,
             Path(serving.path) if serving is not None else None,
             config.eval_file,
@@ -302,6 +328,7 @@ class TrainingPipeline:
         metrics.update(_gate_metrics(judgement, decision))
         history = result.get("log_history")
         preference = result.get("preference")
+        batch = result.get("batch")
         return _Verdict(
             run_id=run_id,
             adapter_dir=adapter_dir,
@@ -312,6 +339,7 @@ class TrainingPipeline:
             eval_samples=result.get("eval_samples"),
             log_history=history if isinstance(history, list) else [],
             preference=str(preference.get("note", "")) if isinstance(preference, dict) else "",
+            batch={str(k): int(v) for k, v in batch.items()} if isinstance(batch, dict) else {},
         )
 
     async def _apply(self, verdict: _Verdict) -> None:
@@ -341,6 +369,7 @@ class TrainingPipeline:
                 eval_samples=verdict.eval_samples,
                 log_history=verdict.log_history,
                 preference=verdict.preference,
+                batch=verdict.batch,
             )
         )
 
@@ -374,6 +403,7 @@ class _Verdict:
     eval_samples: int | None
     log_history: list[dict[str, Any]]
     preference: str
+    batch: dict[str, int]
 
 
 @contextlib.asynccontextmanager

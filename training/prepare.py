@@ -132,11 +132,22 @@ async def owner_feedback(
     return await asyncio.to_thread(preference_data, corrections, labels, config, tokenizer)
 
 
-async def prepare_run(db: Database, settings: PipelineSettings, run_id: int) -> PreparedRun:
-    """Write train.jsonl, eval.jsonl and train_config.json into a fresh run directory."""
+async def require_corpus(db: Database) -> None:
+    """NotEnoughDataError when nothing of the owner's is stored yet (the first thing to fix)."""
     if (await corpus_counts(db)).owner_messages == 0:
         raise NotEnoughDataError(NOT_ENOUGH_DATA.format(train=0, eval=0))
-    tokenizer = await asyncio.to_thread(load_tokenizer, settings.base_model_id())
+
+
+async def prepare_run(
+    db: Database, settings: PipelineSettings, run_id: int, model_path: str | None = None
+) -> PreparedRun:
+    """Write train.jsonl, eval.jsonl and train_config.json into a fresh run directory.
+
+    ``model_path``: where BASE_MODEL's tokenizer loads from (``training.preflight``'s folder),
+    else BASE_MODEL itself.
+    """
+    await require_corpus(db)
+    tokenizer = await asyncio.to_thread(load_tokenizer, model_path or settings.base_model_id())
     build = await build_corpus_dataset(db, settings, tokenizer)
     # The eval set stays the same across runs while its replies are still in the data, so
     # eval_loss of successive runs (and the quality gate) compare like with like.

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import signal
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from training.runners import LocalRunner, RunOutcome
-from training.runners.events import error_tail
+from training.runners.events import error_tail, last_json_line
 from training.runners.local import PROJECT_ROOT
 
 __all__ = [
@@ -34,12 +34,18 @@ class EvaluationError(RuntimeError):
 
 
 async def run_json_child(
-    module: str, args: list[str], *, log_path: Path, python: str = sys.executable
+    module: str,
+    args: list[str],
+    *,
+    log_path: Path,
+    python: str = sys.executable,
+    env: Mapping[str, str] | None = None,
 ) -> tuple[int, dict[str, Any]]:
     """Run ``python -m module args…``; return its exit code and the JSON of its last line.
 
     stderr goes to ``log_path``; cancelling the awaiting task stops the child's whole process
-    group. A last line that is not a JSON object reads as ``{}``.
+    group. A last line that is not a JSON object reads as ``{}``. ``env`` None: this
+    process's environment.
     """
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log_file:
@@ -49,6 +55,7 @@ async def run_json_child(
             module,
             *args,
             cwd=PROJECT_ROOT,
+            env=dict(env) if env is not None else None,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=log_file,
@@ -60,13 +67,8 @@ async def run_json_child(
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGTERM)
             raise
-    lines = stdout.decode("utf-8", errors="replace").strip().splitlines()
-    try:
-        report = json.loads(lines[-1]) if lines else {}
-    except json.JSONDecodeError:
-        report = {}
     assert process.returncode is not None
-    return process.returncode, report if isinstance(report, dict) else {}
+    return process.returncode, last_json_line(stdout)
 
 
 def child_error(report: dict[str, Any], log_path: Path, returncode: int) -> str:

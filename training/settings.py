@@ -34,7 +34,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar
 
-from pydantic import Field, create_model, model_validator
+from pydantic import Field, create_model, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from training.config import DatasetConfig, GenerationSettings, TrainConfig
@@ -245,6 +245,23 @@ class PipelineSettings(KnobSettings):
     train_num_gpus: int = Field(
         1, ge=1, description="GPUs of one host to train on; >1 runs `accelerate launch`."
     )
+    train_gpu_ids: str = Field(
+        "",
+        description="The training host's GPUs a run may use, as nvidia-smi numbers them "
+        "(comma-separated, or GPU UUIDs); a run takes the first TRAIN_NUM_GPUS. Empty = any.",
+    )
+
+    @field_validator("train_gpu_ids")
+    @classmethod
+    def _gpu_id_list(cls, value: str) -> str:
+        ids = [part.strip() for part in value.split(",") if part.strip()]
+        bad = [gpu for gpu in ids if not (gpu.isdigit() or gpu.startswith(("GPU-", "MIG-")))]
+        if bad or len(set(ids)) != len(ids):
+            raise ValueError(
+                f"TRAIN_GPU_IDS must list distinct GPU indexes (as nvidia-smi shows them) or "
+                f"UUIDs, comma-separated, e.g. 1,2; got {value!r}"
+            )
+        return ",".join(ids)
 
     @model_validator(mode="after")
     def _knobs_fit(self) -> Self:
@@ -256,6 +273,20 @@ class PipelineSettings(KnobSettings):
             names = ", ".join(k.env for k in all_knobs() if getattr(self, k.name) is not None)
             raise ValueError(f"{exc} (set through {names})") from exc
         return self
+
+    @model_validator(mode="after")
+    def _enough_gpu_ids(self) -> Self:
+        if self.gpu_ids and len(self.gpu_ids) < self.train_num_gpus:
+            raise ValueError(
+                f"TRAIN_NUM_GPUS={self.train_num_gpus}, but TRAIN_GPU_IDS lists only "
+                f"{len(self.gpu_ids)} GPU(s) ({self.train_gpu_ids}); list more or train on fewer"
+            )
+        return self
+
+    @property
+    def gpu_ids(self) -> tuple[str, ...]:
+        """TRAIN_GPU_IDS as a tuple (empty: any GPU of the training host)."""
+        return tuple(self.train_gpu_ids.split(",")) if self.train_gpu_ids else ()
 
     def base_model_id(self) -> str:
         """BASE_MODEL (or the recipe's default): the model the adapters are trained on."""

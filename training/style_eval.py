@@ -102,7 +102,9 @@ def generate_replies(
 
     spec: CloneSpec = load_clone_spec(adapter_dir)
     tokenizer = load_adapter_tokenizer(adapter_dir, spec.base_model)
-    model = PeftModel.from_pretrained(load_base_model(spec.base_model, device), str(adapter_dir))
+    model = PeftModel.from_pretrained(
+        load_base_model(spec.base_model, device, recorded=spec.precision), str(adapter_dir)
+    )
     model.eval()
     replies = generate_ended(
         model, tokenizer, spec, histories, max_new_tokens=max_new_tokens, seed=seed

@@ -8,7 +8,6 @@ stdout carries one JSON object per line (progress events, see ``emit``); logs go
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
 import logging
 import os
@@ -21,7 +20,10 @@ from typing import TYPE_CHECKING, Any, TextIO
 from training.chat_format import PAD_TOKEN, CloneSpec, save_clone_spec, tokenize_for_training
 from training.config import TrainConfig
 from training.dataset import fingerprint, read_jsonl
+from training.gpus import BatchPlan, batch_plan, process_count, process_gpu
+from training.modeling import Precision, attention_implementation, nf4_config
 from training.preference import final_metrics, preference_stage
+from training.preflight import PreflightError, check_training_hardware, locate_model
 from training.settings import resolved
 from training.token_stats import TokenStats, measure_token_stats
 from training.train_args import load_config, parse_args
@@ -45,36 +47,27 @@ def _peft_targets(modules: tuple[str, ...]) -> str | list[str]:
     return "all-linear" if modules == ("all-linear",) else list(modules)
 
 
-def attention_implementation(cuda: bool) -> str:
-    """flash_attention_2 on CUDA when ``flash_attn`` is installed, else sdpa.
-
-    Both keep padding-free samples apart: flash-attention through ``cu_seq_lens``, sdpa through
-    the block-diagonal mask transformers builds from restarting position ids.
-    """
-    if cuda and importlib.util.find_spec("flash_attn") is not None:
-        return "flash_attention_2"
-    return "sdpa"
-
-
 def load_tokenizer_and_model(
     config: TrainConfig,
 ) -> tuple[PreTrainedTokenizerBase, PreTrainedModel, bool]:
     """Tokenizer (pad = <|endoftext|>, chat template set) and base model; 4-bit NF4 on CUDA.
 
+    The model is located first (``training.preflight``): one that is not here and cannot be
+    downloaded, or that this machine cannot train, stops the run at once with what to do.
+
     Returns (tokenizer, model, quantized).
     """
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     cuda = torch.cuda.is_available()
     quantized = config.quantization == "4bit" or (config.quantization == "auto" and cuda)
     if quantized and not cuda:
         raise ValueError("quantization='4bit' needs a CUDA GPU; use 'auto' or 'none' on CPU")
 
-    local = Path(config.base_model).expanduser()
-    if (local.is_absolute() or config.base_model.startswith(".")) and not local.is_dir():
-        raise ValueError(f"base_model directory {local} does not exist; fix base_model")
-    tokenizer = AutoTokenizer.from_pretrained(config.base_model)
+    source = locate_model(config.base_model, "all")
+    check_training_hardware(source, process_gpu() if cuda else [], quantized)
+    tokenizer = AutoTokenizer.from_pretrained(source.path)
     if config.chat_template is not None:
         tokenizer.chat_template = config.chat_template
     if not tokenizer.chat_template:
@@ -87,12 +80,7 @@ def load_tokenizer_and_model(
 
     kwargs: dict[str, Any] = {"attn_implementation": attention_implementation(cuda)}
     if quantized:
-        kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True,
-            bnb_4bit_quant_type="nf4",
-            bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=torch.bfloat16,
-        )
+        kwargs["quantization_config"] = nf4_config()
         kwargs["dtype"] = torch.bfloat16
         kwargs["device_map"] = {"": torch.cuda.current_device()}
     elif cuda:
@@ -100,7 +88,7 @@ def load_tokenizer_and_model(
         kwargs["device_map"] = {"": torch.cuda.current_device()}
     else:
         kwargs["dtype"] = torch.float32
-    model = AutoModelForCausalLM.from_pretrained(config.base_model, **kwargs)
+    model = AutoModelForCausalLM.from_pretrained(source.path, **kwargs)
 
     embeddings: Any = model.get_input_embeddings()
     vocab_rows = int(embeddings.num_embeddings)
@@ -204,6 +192,15 @@ def _progress_callback(emit: Emit) -> Any:
     return ProgressEvents()
 
 
+def precision_of(model: PreTrainedModel, quantized: bool) -> Precision:
+    """How the base model's weights are held while training: recorded in clone.json."""
+    import torch
+
+    if quantized:
+        return "nf4"
+    return "bf16" if model.dtype == torch.bfloat16 else "fp32"
+
+
 def build_trainer(
     config: TrainConfig,
     tokenizer: PreTrainedTokenizerBase,
@@ -211,14 +208,21 @@ def build_trainer(
     train_dataset: Dataset,
     eval_dataset: Dataset,
     emit: Emit,
+    plan: BatchPlan | None = None,
 ) -> SFTTrainer:
-    """TRL SFTTrainer with a LoRA adapter, step-wise eval/checkpoints and early stopping."""
+    """TRL SFTTrainer with a LoRA adapter, step-wise eval/checkpoints and early stopping.
+
+    ``plan`` (default: for this run's processes) divides the recipe's accumulation over the GPUs.
+    """
     import torch
     from peft import LoraConfig
     from transformers import EarlyStoppingCallback
     from trl import SFTConfig, SFTTrainer
 
     cuda = torch.cuda.is_available()
+    plan = plan or batch_plan(
+        config.per_device_train_batch_size, config.gradient_accumulation_steps, process_count()
+    )
     args = SFTConfig(
         output_dir=str(config.output_dir / CHECKPOINTS_DIRNAME),
         learning_rate=config.learning_rate,
@@ -230,7 +234,10 @@ def build_trainer(
         max_steps=config.max_steps,
         per_device_train_batch_size=config.per_device_train_batch_size,
         per_device_eval_batch_size=config.per_device_eval_batch_size,
-        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        gradient_accumulation_steps=plan.accumulation,
+        # A PeftModel is no PreTrainedModel, so transformers would leave DDP searching the graph
+        # for unused parameters on every step; every LoRA parameter is used.
+        ddp_find_unused_parameters=False,
         eval_strategy="steps",
         eval_steps=config.eval_steps,
         save_strategy="steps",
@@ -322,6 +329,7 @@ def save_adapter(
     tokenizer: PreTrainedTokenizerBase,
     metrics: dict[str, float],
     info: dict[str, Any],
+    precision: Precision,
 ) -> Path:
     """Save adapter weights, tokenizer files and clone.json; drop the scratch checkpoints."""
     adapter_dir = config.output_dir / ADAPTER_DIRNAME
@@ -337,6 +345,7 @@ def save_adapter(
         metrics=metrics,
         dataset_size=int(info["dataset_size"]),
         dataset_fingerprint=str(info["dataset_fingerprint"]),
+        precision=precision,
     )
     save_clone_spec(adapter_dir, spec)
     shutil.rmtree(config.output_dir / CHECKPOINTS_DIRNAME, ignore_errors=True)
@@ -387,9 +396,19 @@ def main(argv: list[str] | None = None) -> int:
     # Libraries print to stdout now and then; stdout is reserved for the JSON events.
     with contextlib.redirect_stdout(sys.stderr):
         try:
-            tokenizer, model, _quantized = load_tokenizer_and_model(config)
+            tokenizer, model, quantized = load_tokenizer_and_model(config)
+            precision = precision_of(model, quantized)
             train_dataset, eval_dataset, info = load_datasets(config, tokenizer)
-            trainer = build_trainer(config, tokenizer, model, train_dataset, eval_dataset, emit)
+            plan = batch_plan(
+                config.per_device_train_batch_size,
+                config.gradient_accumulation_steps,
+                process_count(),
+            )
+            emit({"event": "batch", **plan.to_dict()})
+            logger.info("batch: %s", plan.to_dict())
+            trainer = build_trainer(
+                config, tokenizer, model, train_dataset, eval_dataset, emit, plan
+            )
             token_stats = measure_tokens(trainer, train_dataset, emit)
             train_metrics = train(trainer)
             supervised = evaluate(trainer)
@@ -399,10 +418,14 @@ def main(argv: list[str] | None = None) -> int:
             metrics = final_metrics(metrics, preference)
             if not main_process:
                 return 0
-            adapter_dir = save_adapter(config, trainer, tokenizer, metrics, info)
+            adapter_dir = save_adapter(config, trainer, tokenizer, metrics, info, precision)
         except Exception as exc:
-            logger.exception("training failed")
-            error = f"{type(exc).__name__}: {exc}"[:1000]
+            if isinstance(exc, PreflightError):  # it says what to do; no traceback to read
+                logger.error("%s", exc)
+                error = str(exc)[:1000]
+            else:
+                logger.exception("training failed")
+                error = f"{type(exc).__name__}: {exc}"[:1000]
             if main_process:
                 write_result(config.output_dir, {"status": "failed", "error": error})
             emit({"event": "failed", "error": error})
@@ -416,6 +439,8 @@ def main(argv: list[str] | None = None) -> int:
         "dropped_too_long": info["dropped_too_long"],
         "dataset_fingerprint": info["dataset_fingerprint"],
         "preference": preference.to_dict(),
+        "precision": precision,
+        "batch": plan.to_dict(),
         # Every log and evaluation of the run (loss curves are drawn from it).
         "log_history": trainer.state.log_history,
     }

@@ -27,6 +27,12 @@ class ReplyEngine(Protocol):
     @property
     def adapter_dir(self) -> Path | None: ...
 
+    @property
+    def precision(self) -> str | None:
+        """The base weights' precision this engine serves with (nf4, bf16, fp32); None when
+        nothing is loaded or a model server chose it."""
+        ...
+
     async def load_adapter(self, adapter_dir: Path) -> None: ...
 
     async def prompts(self) -> PromptBuilder:

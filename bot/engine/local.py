@@ -25,8 +25,16 @@ from bot.engine.base import (
 from bot.engine.batch import StreamTarget, generate_batch
 from bot.engine.heap import freeze_long_lived, unfreeze
 from bot.engine.jobs import DONE, ControlJob, Done, GenerationRequest, JobQueue, Stop
-from training.chat_format import ChatMessage
-from training.modeling import Device, ServingQuantization, load_base_model
+from training.chat_format import ChatMessage, load_clone_spec
+from training.modeling import (
+    Device,
+    Precision,
+    ServingQuantization,
+    load_base_model,
+    resolve_device,
+    resolve_precision,
+)
+from training.preflight import ModelSource, locate_model
 from training.prompt import PromptBuilder
 
 logger = logging.getLogger(__name__)
@@ -38,6 +46,7 @@ DEFAULT_MAX_BATCH = 4
 @dataclass
 class _Loaded:
     base_model: str
+    precision: Precision
     model: Any  # peft.PeftModel
     adapter_name: str
     adapter_dir: Path
@@ -49,7 +58,8 @@ class CloneEngine:
 
     Args:
         device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
-        quantization: ``auto`` (4-bit on CUDA, float32 on CPU), ``4bit`` or ``bf16``.
+        quantization: ``auto`` (the precision the adapter was trained and judged in, where
+            the device can run it; else 4-bit on CUDA, float32 on CPU), ``4bit`` or ``bf16``.
         overrides: GenerationSettings fields that replace clone.json's (GENERATION_*).
         queue_size: Requests that may wait for the worker; one more raises EngineBusyError.
         max_batch: Most requests generated together in one batch.
@@ -101,6 +111,11 @@ class CloneEngine:
     def model_loaded(self) -> bool:
         """Whether the worker holds a model right now (False after ``release``)."""
         return self._loaded is not None
+
+    @property
+    def precision(self) -> str | None:
+        """The base weights' precision now served (nf4, bf16, fp32); None when none is loaded."""
+        return self._loaded.precision if self._loaded is not None else None
 
     @property
     def batch_sizes(self) -> tuple[int, ...]:
@@ -221,13 +236,13 @@ class CloneEngine:
 
         def load() -> None:
             try:
-                builder = self._prepare(adapter_dir)
+                builder, source = self._prepare(adapter_dir)
             except BaseException as exc:
                 loop.call_soon_threadsafe(_settle, prompts, exc)
                 raise
             loop.call_soon_threadsafe(_settle, prompts, builder)
             if weights:
-                self._load_sync(adapter_dir, builder)
+                self._load_sync(adapter_dir, builder, source)
 
         return self._control(load)
 
@@ -282,29 +297,42 @@ class CloneEngine:
             for request in live:
                 request.put(DONE)
 
-    def _prepare(self, adapter_dir: Path) -> PromptBuilder:
-        """What can be checked without loading weights: clone.json, settings, LoRA config."""
+    def _prepare(self, adapter_dir: Path) -> tuple[PromptBuilder, ModelSource]:
+        """What can be checked without loading weights: clone.json, settings, LoRA config, and
+        where the base model is (one that is missing offline fails here, with what to do)."""
+        source = locate_model(load_clone_spec(adapter_dir).base_model, "weights")
         from peft import PeftConfig
 
         builder = prepare_prompts(adapter_dir, self._overrides)
         PeftConfig.from_pretrained(str(adapter_dir))
-        return builder
+        return builder, source
 
-    def _load_sync(self, adapter_dir: Path, prompts: PromptBuilder) -> None:
+    def _load_sync(self, adapter_dir: Path, prompts: PromptBuilder, source: ModelSource) -> None:
         unfreeze()  # the adapter or model this replaces must be collectable
         try:
-            self._load_unfrozen(adapter_dir, prompts)
+            self._load_unfrozen(adapter_dir, prompts, source)
         finally:
             freeze_long_lived(collect=True)  # torch's and the model's objects, once loaded
 
-    def _load_unfrozen(self, adapter_dir: Path, prompts: PromptBuilder) -> None:
+    def _load_unfrozen(
+        self, adapter_dir: Path, prompts: PromptBuilder, source: ModelSource
+    ) -> None:
         from peft import PeftModel
 
         base_model = prompts.spec.base_model
+        recorded = prompts.spec.precision
+        precision = resolve_precision(self._quantization, resolve_device(self._device), recorded)
+        if recorded and precision != recorded:
+            logger.warning(
+                "serving %s weights; the adapter was trained and judged on %s", precision, recorded
+            )
         self._swaps += 1
         name = f"adapter{self._swaps}"
         current = self._loaded
-        if current is not None and current.base_model == base_model:
+        if current is not None and (current.base_model, current.precision) == (
+            base_model,
+            precision,
+        ):
             current.model.load_adapter(str(adapter_dir), adapter_name=name, is_trainable=False)
             current.model.set_adapter(name)
             current.model.delete_adapter(current.adapter_name)
@@ -314,11 +342,12 @@ class CloneEngine:
             logger.info("hot-swapped adapter to %s", adapter_dir)
             return
         self._unload_sync()
-        base = load_base_model(base_model, self._device, self._quantization)
+        base = load_base_model(source.path, self._device, self._quantization, recorded=recorded)
         model = PeftModel.from_pretrained(base, str(adapter_dir), adapter_name=name)
         model.eval()
         self._loaded = _Loaded(
             base_model=base_model,
+            precision=precision,
             model=model,
             adapter_name=name,
             adapter_dir=adapter_dir,

@@ -137,6 +137,11 @@ class OpenAIEngine:
         return self._served.adapter_dir if self._served else None
 
     @property
+    def precision(self) -> str | None:
+        """The server's own choice (docker-compose.yml starts vLLM on NF4: bitsandbytes)."""
+        return None
+
+    @property
     def model_name(self) -> str | None:
         """The LoRA name requests are sent to."""
         return self._served.name if self._served else None

@@ -10,7 +10,13 @@ from pathlib import Path
 from telegram import Update
 
 from bot.context import CloneContext
-from bot.retrain.figures import adapter_lines, quiz_lines, run_lines, style_legend
+from bot.retrain.figures import (
+    adapter_lines,
+    precision_line,
+    quiz_lines,
+    run_lines,
+    style_legend,
+)
 from bot.telegram.const import RETRAIN_JOB_ID
 from storage.collection import collection_paused
 from storage.corrections import count_corrections
@@ -18,11 +24,20 @@ from storage.messages import chat_titles, corpus_counts
 from storage.quizzes import quiz_scores
 from storage.reply_labels import count_labels
 from storage.runs import current_adapter, latest_run
+from training.chat_format import CloneSpecError, load_clone_spec
 from training.pipeline import RunAlreadyActiveError
 from training.prepare import build_corpus_dataset
 from training.report import build_report, format_short, save_length_histogram
 
 logger = logging.getLogger(__name__)
+
+
+def _recorded_precision(adapter_dir: Path) -> str:
+    """The precision the adapter's clone.json records ('' when it has none or is unreadable)."""
+    try:
+        return load_clone_spec(adapter_dir).precision
+    except CloneSpecError:
+        return ""
 
 
 async def retrain(update: Update, context: CloneContext) -> None:
@@ -86,6 +101,10 @@ async def stats(update: Update, context: CloneContext) -> None:
     lines += adapter_lines(adapter, run)
     serving_id = adapter.adapter_id if adapter else None
     lines += quiz_lines(await quiz_scores(services.db), serving_id)
+    if adapter is not None:
+        recorded = await asyncio.to_thread(_recorded_precision, Path(adapter.path))
+        server = services.settings.engine == "openai"
+        lines.append(precision_line(recorded, services.engine.precision, model_server=server))
     lines += style_legend(run.metrics if run else {}, adapter.metrics if adapter else {})
     await message.reply_text("\n".join(lines))
     if context.args and context.args[0].lower() == "data":

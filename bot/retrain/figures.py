@@ -96,6 +96,25 @@ def adapter_lines(adapter: AdapterRecord | None, last_run: TrainingRun | None) -
     return [head, *_metric_lines(adapter.metrics)]
 
 
+def precision_line(recorded: str, served: str | None, *, model_server: bool) -> str:
+    """The serving adapter's base precision as trained and judged (its clone.json), and as the
+    engine serves it (``served``; None: not loaded now, or ``model_server`` chose it)."""
+    trained = f"trained and judged on {recorded}" if recorded else "not recorded in its clone.json"
+    if served is not None:
+        if served == recorded:
+            return f"Precision: {recorded} (trained, judged and served)"
+        return (
+            f"Precision: {trained}, served on {served} here (ENGINE_QUANTIZATION, or no CUDA "
+            "GPU): replies may differ from what the gate judged"
+        )
+    if model_server:
+        return (
+            f"Precision: {trained}; the model server must load the base the same way (vLLM: "
+            "--quantization bitsandbytes for nf4, as docker-compose.yml starts it)"
+        )
+    return f"Precision: {trained}"
+
+
 def style_legend(*metrics: Mapping[str, float]) -> list[str]:
     """The legend, when any of the shown metrics has style figures."""
     if any(format_style(m) is not None for m in metrics):

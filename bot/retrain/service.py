@@ -43,6 +43,7 @@ def describe(report: RunReport, *, served: bool = True) -> str:
     figures = describe_metrics(report.metrics) + (f"; {style}" if style else "")
     sizes = f"{_count(report.train_samples)} training / {_count(report.eval_samples)} eval samples"
     preference = f"\n{report.preference}" if report.preference else ""
+    sizes += describe_batch(report.batch)
     if report.ending == "kept":
         return (
             f"{run} finished ({figures}; {sizes}), but {report.reason}, so the current adapter "
@@ -51,6 +52,22 @@ def describe(report: RunReport, *, served: bool = True) -> str:
         )
     live = "The new adapter is live." if served else f"Adapter: {report.adapter_dir}"
     return f"{run} finished: {figures} ({sizes}); {report.reason}. {live}{preference}"
+
+
+def describe_batch(batch: dict[str, int]) -> str:
+    """The batch as the run made it, for the end-of-run message ('' when not reported)."""
+    try:
+        per_device, steps = batch["per_device_batch"], batch["gradient_accumulation_steps"]
+        gpus, effective = batch["gpus"], batch["effective_batch"]
+    except KeyError:
+        return ""
+    where = f"{gpus} GPUs" if gpus > 1 else "1 process"
+    text = f", effective batch {effective}: {per_device} per device × {steps} accumulation"
+    text += f" × {where}"
+    recipe = batch.get("recipe_batch")
+    if recipe is not None and recipe != effective:
+        text += f" (the recipe's {recipe} does not divide among them)"
+    return text
 
 
 def _count(value: int | None) -> str:

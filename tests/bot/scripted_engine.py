@@ -72,6 +72,7 @@ class ScriptedEngine:
         self._adapter: Path | None = Path("scripted")
         self.released = False
         self._prompts = scripted_prompts(dataset)
+        self.precision: str | None = None  # what an in-process engine would report
 
     @property
     def has_adapter(self) -> bool:

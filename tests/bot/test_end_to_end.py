@@ -52,6 +52,7 @@ async def test_export_retrain_and_reply(
         )
         assert "finished: eval_loss" in done["text"], done["text"]
         assert "mean token accuracy" in done["text"]
+        assert "accumulation × 1 process)" in done["text"]  # the batch as the run made it
         # Style checks of the new adapter on held-out conversations, and the loss curve.
         assert "style: length gap" in done["text"] and done["text"].count("style:") == 1
         [photo] = await fake_telegram.wait_until(lambda: fake_telegram.calls_to("sendPhoto"))

@@ -16,7 +16,7 @@ from bot.engine.openai_server import OpenAIEngine
 from bot.settings import Settings, SettingsError, load_settings
 from tests.adapters import greedy_reply, make_adapter
 from training.chat_format import ChatMessage
-from training.modeling import load_base_model
+from training.modeling import ServingQuantization, load_base_model, resolve_precision
 from training.settings import with_fields
 
 QUESTION = "Как дела?"
@@ -154,8 +154,46 @@ def test_quantization_choices_on_cpu(tiny_model_dir: Path) -> None:
 
     assert load_base_model(str(tiny_model_dir), "cpu", "auto").dtype == torch.float32
     assert load_base_model(str(tiny_model_dir), "cpu", "bf16").dtype == torch.bfloat16
-    with pytest.raises(ValueError, match="4-bit quantization needs a CUDA GPU"):
+    with pytest.raises(ValueError, match=r"4-bit \(nf4\) weights need a CUDA GPU"):
         load_base_model(str(tiny_model_dir), "cpu", "4bit")
+    # auto: the precision the adapter records, where the CPU can run it (NF4 it cannot).
+    assert load_base_model(str(tiny_model_dir), "cpu", recorded="bf16").dtype == torch.bfloat16
+    assert load_base_model(str(tiny_model_dir), "cpu", recorded="nf4").dtype == torch.float32
+
+
+@pytest.mark.parametrize(
+    ("quantization", "target", "recorded", "precision"),
+    [
+        ("auto", "cuda", "nf4", "nf4"),
+        ("auto", "cuda", "", "nf4"),
+        ("auto", "cuda", "bf16", "bf16"),
+        ("auto", "cpu", "nf4", "fp32"),
+        ("auto", "cpu", "bf16", "bf16"),
+        ("auto", "cpu", "", "fp32"),
+        ("bf16", "cuda", "nf4", "bf16"),
+        ("4bit", "cpu", "fp32", "nf4"),
+    ],
+)
+def test_the_precision_served_is_the_recorded_one_unless_told_or_impossible(
+    quantization: ServingQuantization, target: Any, recorded: str, precision: str
+) -> None:
+    assert resolve_precision(quantization, target, recorded) == precision
+
+
+@pytest.mark.parametrize(("recorded", "served"), [("bf16", "bf16"), ("nf4", "fp32"), ("", "fp32")])
+async def test_the_engine_says_which_precision_it_serves(
+    tmp_path: Path, adapter: Path, recorded: str, served: str
+) -> None:
+    spec = json.loads((adapter / "clone.json").read_text("utf-8"))
+    (adapter / "clone.json").write_text(json.dumps({**spec, "precision": recorded}), "utf-8")
+    engine = CloneEngine(device="cpu")
+    try:
+        assert engine.precision is None
+        await engine.load_adapter(adapter)
+        assert await engine.generate(HISTORY)
+        assert engine.precision == served
+    finally:
+        await engine.close()
 
 
 @pytest.fixture

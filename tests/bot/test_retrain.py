@@ -18,6 +18,7 @@ from storage.importer import import_export
 from storage.runs import add_adapter, create_run, current_adapter, latest_run
 from tests.export_factory import write_full_export
 from tests.tiny_model import TOKENIZER_DIR
+from tests.training.test_preflight import seven_b_folder
 from training.pipeline import RunAlreadyActiveError, TrainingPipeline
 
 
@@ -58,18 +59,38 @@ async def test_failed_training_keeps_the_serving_adapter(db: Database, tmp_path:
     await import_export(db, write_full_export(tmp_path / "result.json", conversations=6))
     serving_run = await create_run(db, "cli")
     await add_adapter(db, serving_run, str(tmp_path / "serving"), {"eval_loss": 2.0}, True)
-    # Its tokenizer loads (the dataset is built), its weights do not: the child process fails.
-    broken_model = tmp_path / "tokenizer-only-model"
+    # Its tokenizer loads (the dataset is built), its weights are there but do not load: the
+    # child process fails.
+    broken_model = tmp_path / "broken-weights-model"
     shutil.copytree(TOKENIZER_DIR, broken_model)
+    (broken_model / "config.json").write_text('{"model_type": "qwen2"}', "utf-8")
+    (broken_model / "model.safetensors").write_bytes(b"\x00" * 64)
     settings = _settings(tmp_path, base_model=str(broken_model), train_logging_steps=1)
     inbox = Inbox()
     run = await TrainingPipeline(settings, db, OwnerHooks(inbox)).run("command")
     assert run is not None and run.status == "failed"
-    assert run.error and "tokenizer-only-model" in run.error
+    assert run.error and run.error.startswith("SafetensorError")  # the child's own error
     adapter = await current_adapter(db)
     assert adapter is not None and adapter.path == str(tmp_path / "serving")
     assert "failed" in inbox.texts[-1] and "keeps its current adapter" in inbox.texts[-1]
     assert run.run_dir is not None and (Path(run.run_dir) / "train.log").exists()
+
+
+async def test_a_base_this_machine_cannot_train_is_refused_before_anything(
+    db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """/retrain of a 7B on a machine without a GPU: no dataset, no download, no process."""
+    await import_export(db, write_full_export(tmp_path / "result.json", conversations=6))
+    monkeypatch.setenv("PATH", str(tmp_path / "no-nvidia-smi"))
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    settings = _settings(tmp_path, base_model=str(seven_b_folder(tmp_path / "7b")))
+    inbox = Inbox()
+    run = await TrainingPipeline(settings, db, OwnerHooks(inbox)).run("command")
+    assert run is not None and run.status == "failed" and run.run_dir is None
+    assert not settings.runs_dir.exists()
+    assert inbox.texts[-1].startswith(f"Training run #{run.run_id} did not start: ")
+    assert "no CUDA GPU (nvidia-smi lists none)" in inbox.texts[-1]
+    assert "TRAIN_RUNNER=ssh" in inbox.texts[-1] and "tokens/s" in inbox.texts[-1]
 
 
 async def test_active_run_blocks_a_second_one(db: Database, tmp_path: Path) -> None:

@@ -3,88 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import getpass
 import os
-import shutil
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.adapters import make_adapter
+from tests.training.conftest import free_port
 from tests.training.test_runner import stop_group, trained_a_step, write_run
 from training.chat_format import ChatMessage
 from training.config import DEFAULT_SYSTEM_PROMPT
+from training.judge import judge_in_child
 from training.preference_data import PreferenceData, write_preference_data
 from training.runners import RunDetachedError, RunHandle, SshRunner, SshTarget
-
-SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _keygen(path: Path) -> None:
-    subprocess.run(
-        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)],
-        check=True,
-        stdin=subprocess.DEVNULL,
-    )
-
-
-@pytest.fixture
-def ssh_host(tmp_path: Path) -> Iterator[SshTarget]:
-    """sshd on a free 127.0.0.1 port, for the current user, with keys made for this test."""
-    if not Path(SSHD).is_file() or shutil.which("ssh-keygen") is None:
-        pytest.skip("OpenSSH server not installed (apt-get install openssh-server)")
-    keys = tmp_path / "ssh"
-    keys.mkdir()
-    _keygen(keys / "host_key")
-    _keygen(keys / "client_key")
-    shutil.copyfile(keys / "client_key.pub", keys / "authorized_keys")
-    port = _free_port()
-    config = keys / "sshd_config"
-    config.write_text(
-        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {keys / 'host_key'}\n"
-        f"AuthorizedKeysFile {keys / 'authorized_keys'}\nPidFile {keys / 'sshd.pid'}\n"
-        "StrictModes no\nUsePAM no\nPasswordAuthentication no\n"
-        "KbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\n"
-        # Nothing may come from a model hub in tests, on the "GPU host" either.
-        "SetEnv HF_HUB_OFFLINE=1\n",
-        encoding="utf-8",
-    )
-    if os.geteuid() == 0:
-        Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege separation directory
-    log = (keys / "sshd.log").open("wb")
-    server = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stderr=log)
-    try:
-        for _ in range(200):
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
-                break
-            if server.poll() is not None:
-                pytest.fail(f"sshd did not start: {(keys / 'sshd.log').read_text()}")
-            time.sleep(0.05)  # polling the port: sshd has no readiness signal
-        yield SshTarget(
-            host="127.0.0.1",
-            port=port,
-            user=getpass.getuser(),
-            key_path=keys / "client_key",
-            known_hosts=tmp_path / "data" / "ssh_known_hosts",
-            work_dir=str(tmp_path / "gpu-host"),
-            python=sys.executable,
-        )
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
-        log.close()
 
 
 async def test_training_runs_on_the_ssh_host_and_the_adapter_comes_home(
@@ -96,7 +28,8 @@ async def test_training_runs_on_the_ssh_host_and_the_adapter_comes_home(
     config_path = write_run(tmp_path / "run-0001", tiny_model_dir, preference_file=feedback)
     events: list[dict[str, Any]] = []
     runner = SshRunner(ssh_host)
-    outcome = await runner.run(config_path, tmp_path / "run-0001" / "train.log", events.append)
+    handle = await runner.start(config_path, tmp_path / "run-0001" / "train.log")
+    outcome = await runner.follow(handle, events.append)
     assert outcome.succeeded, outcome.error
     adapter = tmp_path / "run-0001" / "output" / "adapter"
     assert outcome.result is not None and outcome.result["adapter_dir"] == str(adapter)
@@ -108,8 +41,11 @@ async def test_training_runs_on_the_ssh_host_and_the_adapter_comes_home(
     assert "eval_loss" in (tmp_path / "run-0001" / "train.log").read_text(encoding="utf-8")
     kinds = [event["event"] for event in events]
     assert kinds.count("start") == 1 and kinds[-1] == "done" and "eval" in kinds
-    # The host keeps nothing of the run; its key was remembered in our known_hosts.
+    # The run stays on the host until it is judged there; then the host keeps nothing of it.
+    assert handle.remote_dir is not None and Path(handle.remote_dir).is_dir()
+    await runner.finish(handle)
     assert list((tmp_path / "gpu-host").iterdir()) == []
+    # Its key was remembered in our known_hosts.
     assert ssh_host.known_hosts is not None and ssh_host.known_hosts.read_text().strip()
 
 
@@ -149,7 +85,7 @@ async def test_a_new_runner_follows_the_remote_run_and_cancels_it(
 
 async def test_an_unreachable_host_fails_the_run_with_the_reason(tmp_path: Path) -> None:
     config_path = write_run(tmp_path, "some/model")
-    target = SshTarget(host="127.0.0.1", port=_free_port(), known_hosts=tmp_path / "kh")
+    target = SshTarget(host="127.0.0.1", port=free_port(), known_hosts=tmp_path / "kh")
     runner = SshRunner(target, retries=1, retry_seconds=0.05)
     handle = RunHandle(
         "ssh", 4242, config_path, tmp_path / "train.log", host=target.label, remote_dir="/r/1"
@@ -174,3 +110,38 @@ def _three_signals() -> PreferenceData:
             {"prompt": prompt, "completion": "Certainly! Here is", "label": False},
         ],
     )
+
+
+async def test_the_new_adapter_is_judged_on_the_host_with_the_serving_one_sent_over(
+    tmp_path: Path, tiny_model_dir: Path, ssh_host: SshTarget
+) -> None:
+    """What the host's judge finds equals what a judge here finds on the same files."""
+    run_dir = tmp_path / "run-0003"
+    config_path = write_run(run_dir, tiny_model_dir)
+    runner = SshRunner(ssh_host)
+    handle = await runner.start(config_path, run_dir / "train.log")
+    outcome = await runner.follow(handle)
+    assert outcome.succeeded, outcome.error
+    assert handle.remote_dir is not None
+    candidate = run_dir / "output" / "adapter"
+    serving = make_adapter(tiny_model_dir, tmp_path / "serving", seed=2, system_prompt="Я.")
+    remote_log = run_dir / "judge.log"
+    on_host = await runner.judge(
+        handle, candidate, serving, run_dir / "eval.jsonl", max_length=128, log_path=remote_log
+    )
+    assert (Path(str(handle.remote_dir)) / "serving-adapter" / "clone.json").is_file()
+    assert "loading base model" in remote_log.read_text("utf-8")  # the host's stderr came home
+    await runner.finish(handle)
+    assert not Path(str(handle.remote_dir)).exists()
+
+    here = await judge_in_child(
+        candidate,
+        serving,
+        run_dir / "eval.jsonl",
+        max_length=128,
+        log_path=tmp_path / "local-judge.log",
+    )
+    assert on_host.serving is not None and here.serving is not None
+    assert on_host.candidate["eval_loss"] == pytest.approx(here.candidate["eval_loss"], rel=1e-5)
+    assert on_host.serving["eval_loss"] == pytest.approx(here.serving["eval_loss"], rel=1e-5)
+    assert on_host.candidate["eval_loss"] != pytest.approx(on_host.serving["eval_loss"])

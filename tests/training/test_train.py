@@ -150,11 +150,16 @@ async def test_real_training_run_through_the_local_runner(
     assert spec.chat_template == (tiny_model_dir / "chat_template.jinja").read_text("utf-8")
     assert spec.base_model == str(tiny_model_dir) and spec.dataset_size == 20
     assert {"eval_loss", "eval_mean_token_accuracy", "train_loss"} <= set(spec.metrics)
+    assert spec.precision == "fp32"  # LoRA on float32 weights: the CPU's; serving repeats it
 
     result = json.loads((tmp_path / "run" / "result.json").read_text(encoding="utf-8"))
     assert result == outcome.result
     assert result["status"] == "succeeded" and result["adapter_dir"] == str(adapter_dir)
     assert result["metrics"]["eval_loss"] == spec.metrics["eval_loss"]
+    assert result["precision"] == "fp32"
+    # One process, 2 samples x 1 accumulation step: the config's batch, reported as run.
+    batch = {"gpus": 1, "per_device_batch": 2, "gradient_accumulation_steps": 1}
+    assert result["batch"] == {**batch, "effective_batch": 2, "recipe_batch": 2}
     # Padding-free (the default): every processed token is real, exactly the owner's are trained.
     assert result["metrics"]["token_efficiency"] == 1.0
     assert result["metrics"]["loss_token_share"] == 1.0
@@ -163,8 +168,9 @@ async def test_real_training_run_through_the_local_runner(
     assert sum(1 for row in history if "eval_loss" in row) >= 3
 
     kinds = [event["event"] for event in events]
-    assert kinds[:2] == ["tokens", "start"] and kinds[-1] == "done"
-    tokens = events[0]
+    assert kinds[:3] == ["batch", "tokens", "start"] and kinds[-1] == "done"
+    assert events[0] == {"event": "batch", **result["batch"]}
+    tokens = events[1]
     assert tokens["processed_tokens"] == tokens["real_tokens"] > 0
     assert tokens["loss_tokens"] == tokens["owner_tokens"] > 0
     assert "log_history" not in events[-1]
@@ -184,8 +190,9 @@ async def test_a_failing_run_reports_an_error(tmp_path: Path) -> None:
         config_path, tmp_path / "train.log", events.append
     )
     assert outcome.returncode != 0 and not outcome.succeeded
-    assert outcome.error and "base_model directory" in outcome.error
-    assert "no-such-model" in outcome.error
+    # The preflight's one message, without a traceback's type name in front.
+    assert outcome.error and outcome.error.startswith("BASE_MODEL folder")
+    assert "no-such-model does not exist" in outcome.error and "hf download" in outcome.error
     assert outcome.result is not None and outcome.result["status"] == "failed"
     assert events and events[-1]["event"] == "failed"
     assert not (tmp_path / "run" / "adapter").exists()
@@ -201,6 +208,27 @@ async def test_cancel_stops_the_child(tmp_path: Path, tiny_model_dir: Path) -> N
     outcome = await asyncio.wait_for(task, timeout=60)
     assert outcome.returncode != 0 and outcome.error == "cancelled"
     assert not outcome.succeeded and outcome.result is None
+
+
+@pytest.mark.parametrize(("gpus", "accumulation"), [(1, 4), (2, 2), (4, 1)])
+def test_the_trainer_divides_accumulation_over_the_gpus_and_skips_the_unused_search(
+    tmp_path: Path, tiny_model_dir: Path, gpus: int, accumulation: int
+) -> None:
+    from training.gpus import batch_plan
+    from training.train import build_trainer, load_tokenizer_and_model
+
+    path = _write_run(
+        tmp_path, tiny_model_dir, per_device_train_batch_size=4, gradient_accumulation_steps=4
+    )
+    config = TrainConfig.from_dict(json.loads(path.read_text()))
+    tokenizer, model, _quantized = load_tokenizer_and_model(config)
+    train, held_out, _info = load_datasets(config, tokenizer)
+    plan = batch_plan(4, 4, gpus)
+    trainer = build_trainer(config, tokenizer, model, train, held_out, lambda e: None, plan)
+    assert trainer.args.gradient_accumulation_steps == accumulation
+    assert trainer.args.per_device_train_batch_size * accumulation * gpus == 16
+    # A PeftModel would otherwise leave DDP searching for unused parameters at every step.
+    assert trainer.args.ddp_find_unused_parameters is False
 
 
 def test_all_linear_targets_reach_the_mlp(tiny_model_dir: Path) -> None:

@@ -13,9 +13,12 @@ import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from training.config import TrainConfig
+
+if TYPE_CHECKING:
+    from training.judge import Judgement
 
 EVENTS_FILE = "events.jsonl"
 EXIT_CODE_FILE = "exit_code"
@@ -73,7 +76,8 @@ class RunOutcome:
 
 
 class Runner(Protocol):
-    """Starts ``training.train`` somewhere and follows it to the end."""
+    """Starts ``training.train`` somewhere, follows it to the end, and judges what it trained
+    there (the judge needs that host's accelerator and base model)."""
 
     kind: RunnerKind
 
@@ -92,6 +96,24 @@ class Runner(Protocol):
 
     def detach(self) -> None:
         """Stop following without stopping the process (the bot is shutting down)."""
+        ...
+
+    async def judge(
+        self,
+        handle: RunHandle,
+        candidate: Path,
+        serving: Path | None,
+        eval_file: Path,
+        *,
+        max_length: int,
+        log_path: Path,
+    ) -> Judgement:
+        """Score ``candidate`` (and ``serving``) on the run's eval set where the run trained
+        (``training.judge``); JudgeError when the candidate cannot be scored."""
+        ...
+
+    async def finish(self, handle: RunHandle) -> None:
+        """The run is settled (judged, failed or cancelled): clean up what it left there."""
         ...
 
 

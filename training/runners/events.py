@@ -66,6 +66,16 @@ def read_result(output_dir: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+def last_json_line(stdout: bytes) -> dict[str, Any]:
+    """The JSON object on the last line of a child's stdout (``{}`` when it is none)."""
+    lines = stdout.decode("utf-8", errors="replace").strip().splitlines()
+    try:
+        report = json.loads(lines[-1]) if lines else {}
+    except json.JSONDecodeError:
+        report = {}
+    return report if isinstance(report, dict) else {}
+
+
 def read_exit_code(path: Path) -> int | None:
     """The exit status the wrapper wrote, or None when it never got to write one."""
     try:

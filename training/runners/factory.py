@@ -8,9 +8,10 @@ from training.settings import PipelineSettings
 
 
 def make_runner(settings: PipelineSettings) -> Runner:
-    """The runner TRAIN_RUNNER chooses, set up from TRAIN_SSH_* and TRAIN_NUM_GPUS."""
+    """The runner TRAIN_RUNNER chooses, set up from TRAIN_SSH_*, TRAIN_NUM_GPUS and
+    TRAIN_GPU_IDS."""
     if settings.train_runner == "local":
-        return LocalRunner(num_gpus=settings.train_num_gpus)
+        return LocalRunner(num_gpus=settings.train_num_gpus, gpu_ids=settings.gpu_ids)
     if not settings.train_ssh_host:
         raise RunSetupError(
             "TRAIN_RUNNER=ssh needs TRAIN_SSH_HOST (the GPU host's name or address)."
@@ -24,4 +25,4 @@ def make_runner(settings: PipelineSettings) -> Runner:
         work_dir=settings.train_ssh_work_dir,
         python=settings.train_ssh_python,
     )
-    return SshRunner(target, num_gpus=settings.train_num_gpus)
+    return SshRunner(target, num_gpus=settings.train_num_gpus, gpu_ids=settings.gpu_ids)

@@ -8,9 +8,11 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from training.gpus import run_environment
 from training.runners.base import (
     EVENTS_FILE,
     EXIT_CODE_FILE,
@@ -33,6 +35,9 @@ from training.runners.events import (
 )
 from training.train import RESULT_FILE
 
+if TYPE_CHECKING:
+    from training.judge import Judgement
+
 logger = logging.getLogger(__name__)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent
@@ -53,7 +58,9 @@ class LocalRunner:
     """Train on this machine in a child process (its own session and process group).
 
     The child's events go to ``events.jsonl`` beside the config, so ``follow`` works the same
-    for a child of this process and for one a previous bot process started.
+    for a child of this process and for one a previous bot process started. It sees exactly the
+    GPUs it trains on (``training.gpus``): the first ``num_gpus`` of ``gpu_ids`` (else of the
+    machine's); the judge sees the first of them.
     """
 
     kind: RunnerKind = "local"
@@ -66,12 +73,14 @@ class LocalRunner:
         num_gpus: int = 1,
         accelerate: bool | None = None,
         poll_seconds: float = POLL_SECONDS,
+        gpu_ids: Sequence[str] = (),
     ) -> None:
-        """``env`` None passes this process's environment through unchanged; ``num_gpus`` > 1
-        (or ``accelerate``) starts training through ``accelerate launch``."""
+        """``env`` None passes this process's environment through (with the GPUs chosen);
+        ``num_gpus`` > 1 (or ``accelerate``) starts training through ``accelerate launch``."""
         self._python = python
         self._cwd = cwd
         self._env = dict(env) if env is not None else None
+        self._gpu_ids = tuple(gpu_ids)
         self._num_gpus = num_gpus
         self._accelerate = accelerate
         self._poll = poll_seconds
@@ -101,6 +110,7 @@ class LocalRunner:
             stale.unlink(missing_ok=True)
         (output_dir_of(config_path) / RESULT_FILE).unlink(missing_ok=True)
         command = train_command(self._python, str(config_path), self._num_gpus, self._accelerate)
+        env = await run_environment(self._env, self._gpu_ids, self._num_gpus)
         self._process = await asyncio.create_subprocess_exec(
             *wrapped(
                 command,
@@ -110,7 +120,7 @@ class LocalRunner:
                 str(run_dir / PID_FILE),
             ),
             cwd=self._cwd,
-            env=self._env,
+            env=env,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,
@@ -158,6 +168,33 @@ class LocalRunner:
         return RunOutcome(
             returncode=-1 if returncode is None else returncode, result=result, error=error
         )
+
+    async def judge(
+        self,
+        handle: RunHandle,
+        candidate: Path,
+        serving: Path | None,
+        eval_file: Path,
+        *,
+        max_length: int,
+        log_path: Path,
+    ) -> Judgement:
+        """Judge the trained adapter here, in a child that sees the first training GPU."""
+        from training.judge import judge_in_child
+
+        env = await run_environment(self._env, self._gpu_ids, 1)
+        return await judge_in_child(
+            candidate,
+            serving,
+            eval_file,
+            max_length=max_length,
+            log_path=log_path,
+            python=self._python,
+            env=env,
+        )
+
+    async def finish(self, handle: RunHandle) -> None:
+        """Nothing to clean up: the run's files are the run directory's."""
 
     @staticmethod
     def _read_from(path: Path, reader: EventReader) -> bytes:

@@ -1,9 +1,13 @@
-"""Train on a GPU host over SSH: copy the run over, start it detached, follow it, fetch it home.
+"""Train on a GPU host over SSH: copy the run over, start it detached, follow it, fetch it home,
+judge it there, then remove it from the host.
 
 Only the OpenSSH command-line client is used (``BatchMode``, ``accept-new`` host keys kept in
 a known_hosts file of our own), and ``sh``, ``tar``, ``tail`` and ``setsid`` on the host. The
 host needs a Python with tgclone installed (``TRAIN_SSH_PYTHON``). A base model given as a
-local directory must exist at the same path on the host; a hub id is fetched there.
+local directory must exist at the same path on the host; a hub id is fetched there. The judge
+runs on the host too (its GPU, its copy of the base model, the precision the adapter was trained
+in), with the serving adapter copied over beside the new one. Training and judge see the GPUs
+``training.gpus`` chooses among the host's (nvidia-smi there).
 """
 
 from __future__ import annotations
@@ -15,12 +19,14 @@ import json
 import logging
 import shlex
 import shutil
-import tarfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from training.config import TrainConfig
+from training.gpus import REMOTE_PROBE, gpu_environment, parse_probe, select_gpus, usable_ids
+from training.quiz_set import QUIZ_FILE
 from training.runners.base import (
     EVENTS_FILE,
     EXIT_CODE_FILE,
@@ -33,13 +39,31 @@ from training.runners.base import (
     train_command,
     wrapped,
 )
-from training.runners.events import EventReader, deliver, failure_reason, read_exit_code
+from training.runners.events import (
+    EventReader,
+    deliver,
+    failure_reason,
+    last_json_line,
+    read_exit_code,
+)
+from training.runners.transfer import (
+    EVAL_NAME,
+    TRAIN_NAME,
+    pack_directory,
+    pack_run,
+    unpack_run,
+)
 from training.train import ADAPTER_DIRNAME, RESULT_FILE
+
+if TYPE_CHECKING:
+    from training.judge import Judgement
 
 logger = logging.getLogger(__name__)
 
 CONFIG_NAME = "train_config.json"
 LOG_NAME = "train.log"
+SERVING_DIR = "serving-adapter"  # the serving adapter, copied beside the new one to judge both
+JUDGE_PID = "judge.pid"
 REMOTE_GONE = 97  # our own exit status: the run directory on the host does not exist
 SSH_FAILED = 255  # ssh's exit status when it could not connect or lost the connection
 RETRIES = 3
@@ -102,9 +126,12 @@ class SshRunner:
         accelerate: bool | None = None,
         retries: int = RETRIES,
         retry_seconds: float = RETRY_SECONDS,
+        gpu_ids: Sequence[str] = (),
     ) -> None:
-        """``retries`` reconnections, ``retry_seconds`` apart, before the host counts as lost."""
+        """``retries`` reconnections, ``retry_seconds`` apart, before the host counts as lost;
+        ``gpu_ids``: the host's GPUs a run may use (TRAIN_GPU_IDS; empty: all)."""
         self.target = target
+        self._gpu_ids = tuple(gpu_ids)
         self._num_gpus = num_gpus
         self._accelerate = accelerate
         self._retries = retries
@@ -133,23 +160,25 @@ class SshRunner:
         if self.target.known_hosts is not None:
             self.target.known_hosts.parent.mkdir(parents=True, exist_ok=True)
         work = shlex.quote(f"{self.target.work_dir.rstrip('/')}/{run_dir.name}")
-        out = await self._ssh(f"mkdir -p {work} && cd {work} && pwd")
-        remote_dir = out.decode().strip().splitlines()[-1]
+        out = await self._ssh(f'mkdir -p {work} && cd {work} && echo "dir=$(pwd)"; {REMOTE_PROBE}')
+        probe = out.decode(errors="replace")
+        remote_dir = [line[4:] for line in probe.splitlines() if line.startswith("dir=")][-1]
+        gpus = self._gpu_env(probe, self._num_gpus)
         remote_config = dataclasses.replace(
             config,
-            train_file=Path(remote_dir) / "train.jsonl",
-            eval_file=Path(remote_dir) / "eval.jsonl",
+            train_file=Path(remote_dir) / TRAIN_NAME,
+            eval_file=Path(remote_dir) / EVAL_NAME,
             output_dir=Path(remote_dir) / "output",
             preference_file=_remote_preference_file(config, remote_dir),
         )
         bundle = run_dir / "upload.tar"
-        await asyncio.to_thread(_pack, bundle, config, remote_config)
+        await asyncio.to_thread(pack_run, bundle, config, remote_config, CONFIG_NAME)
         try:
             await self._ssh(f"tar -C {shlex.quote(remote_dir)} -xf -", stdin=bundle)
         finally:
             bundle.unlink(missing_ok=True)
         remote_config_path = f"{remote_dir}/{CONFIG_NAME}"
-        command = train_command(
+        command = gpus + train_command(
             self.target.python, remote_config_path, self._num_gpus, self._accelerate
         )
         job = shlex.join(wrapped(command, EVENTS_FILE, LOG_NAME, EXIT_CODE_FILE, PID_FILE))
@@ -287,12 +316,12 @@ class SshRunner:
         output_dir = TrainConfig.from_dict(
             json.loads(handle.config_path.read_text(encoding="utf-8"))
         ).output_dir
-        result = await asyncio.to_thread(_unpack, archive, staging, handle.log_path, output_dir)
+        result = await asyncio.to_thread(
+            unpack_run, archive, staging, handle.log_path, output_dir, LOG_NAME
+        )
         returncode = read_exit_code(staging / EXIT_CODE_FILE)
         shutil.rmtree(staging, ignore_errors=True)
         archive.unlink(missing_ok=True)
-        with contextlib.suppress(SshError):
-            await self._ssh(f"rm -rf {shlex.quote(handle.remote_dir)}")
         logger.info("training on %s finished, returncode %s", handle.host, returncode)
         if self._cancelled and returncode != 0:
             return RunOutcome(returncode or -1, result, "cancelled")
@@ -300,6 +329,74 @@ class SshRunner:
         if returncode != 0:
             error = failure_reason(returncode, result, handle.log_path, str(handle.host))
         return RunOutcome(-1 if returncode is None else returncode, result, error)
+
+    async def judge(
+        self,
+        handle: RunHandle,
+        candidate: Path,
+        serving: Path | None,
+        eval_file: Path,
+        *,
+        max_length: int,
+        log_path: Path,
+    ) -> Judgement:
+        """Judge the new adapter on the host, where it was trained (the run's files are still
+        there until ``finish``); the serving adapter goes over first. ``eval_file`` is the
+        host's copy of the run's (uploaded at ``start``)."""
+        from training.judge import judge_args, judgement_of
+
+        assert handle.remote_dir is not None
+        remote = shlex.quote(handle.remote_dir)
+        gpus = self._gpu_env((await self._ssh(f"cd {remote} && {REMOTE_PROBE}")).decode(), 1)
+        serving_arg = None
+        if serving is not None:
+            bundle = handle.config_path.parent / "serving-adapter.tar"
+            await asyncio.to_thread(pack_directory, serving, bundle)
+            target = f"{remote}/{SERVING_DIR}"
+            try:
+                await self._ssh(
+                    f"rm -rf {target} && mkdir {target} && tar -C {target} -xf -", bundle
+                )
+            finally:
+                bundle.unlink(missing_ok=True)
+            serving_arg = SERVING_DIR
+        args = judge_args(f"output/{ADAPTER_DIRNAME}", serving_arg, EVAL_NAME, max_length)
+        command = shlex.join([*gpus, self.target.python, "-m", "training.judge", *args])
+        script = f"cd {remote} || exit {REMOTE_GONE}; echo $$ >{JUDGE_PID}; exec {command}"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with log_path.open("ab") as log:
+            process = await asyncio.create_subprocess_exec(
+                *self.target.command(script),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=log,
+            )
+            try:
+                stdout, _ = await process.communicate()
+            except asyncio.CancelledError:
+                with contextlib.suppress(SshError):  # ssh gone is not the judge gone
+                    await self._ssh(f'cd {remote} && kill -TERM "$(cat {JUDGE_PID})"')
+                raise
+        returncode = process.returncode if process.returncode is not None else -1
+        judgement = judgement_of(last_json_line(stdout), returncode, log_path, candidate.name)
+        # The new adapter's quiz set is written beside the host's copy of it: bring it home.
+        quiz = shlex.quote(f"{handle.remote_dir}/output/{ADAPTER_DIRNAME}/{QUIZ_FILE}")
+        with contextlib.suppress(SshError):
+            await self._ssh(f"cat {quiz}", stdout=candidate / QUIZ_FILE)
+        return judgement
+
+    async def finish(self, handle: RunHandle) -> None:
+        """Remove the run from the host (it was fetched and judged, or it failed)."""
+        if handle.remote_dir is not None:
+            with contextlib.suppress(SshError):
+                await self._ssh(f"rm -rf {shlex.quote(handle.remote_dir)}")
+
+    def _gpu_env(self, probe: str, count: int) -> list[str]:
+        """``env VAR=…`` that shows a command exactly the host GPUs it gets (none: empty)."""
+        visible, gpus = parse_probe(probe)
+        selected = select_gpus(usable_ids(gpus, visible), self._gpu_ids, count)
+        assignments = [f"{key}={value}" for key, value in gpu_environment(selected).items()]
+        return ["env", *assignments] if assignments else []
 
     def _lost(self, detail: str) -> str:
         detail = detail.strip().splitlines()[-1] if detail.strip() else "no answer"
@@ -334,47 +431,3 @@ def _remote_preference_file(config: TrainConfig, remote_dir: str) -> Path | None
     if local is None or not local.exists():
         return None
     return Path(remote_dir) / local.name
-
-
-def _pack(bundle: Path, config: TrainConfig, remote_config: TrainConfig) -> None:
-    """The dataset files and the host's copy of the config, as one tar."""
-    body = json.dumps(remote_config.to_dict(), indent=2).encode("utf-8")
-    staged = bundle.with_name(CONFIG_NAME + ".host")
-    staged.write_bytes(body)
-    try:
-        with tarfile.open(bundle, "w") as tar:
-            tar.add(config.train_file, arcname="train.jsonl")
-            tar.add(config.eval_file, arcname="eval.jsonl")
-            tar.add(staged, arcname=CONFIG_NAME)
-            if remote_config.preference_file is not None and config.preference_file is not None:
-                tar.add(config.preference_file, arcname=remote_config.preference_file.name)
-    finally:
-        staged.unlink(missing_ok=True)
-
-
-def _unpack(
-    archive: Path, staging: Path, log_path: Path, output_dir: Path
-) -> dict[str, Any] | None:
-    """Put what came home in place: the log, the adapter, result.json with the local path."""
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    with tarfile.open(archive) as tar:
-        tar.extractall(staging, filter="data")
-    if (staging / LOG_NAME).is_file():
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(staging / LOG_NAME, log_path)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    adapter = staging / "output" / ADAPTER_DIRNAME
-    if adapter.is_dir():
-        shutil.rmtree(output_dir / ADAPTER_DIRNAME, ignore_errors=True)
-        shutil.move(adapter, output_dir / ADAPTER_DIRNAME)
-    try:
-        result = json.loads((staging / "output" / RESULT_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(result, dict):
-        return None
-    if result.get("adapter_dir"):
-        result["adapter_dir"] = str(output_dir / ADAPTER_DIRNAME)
-    (output_dir / RESULT_FILE).write_text(json.dumps(result, indent=2), encoding="utf-8")
-    return result
