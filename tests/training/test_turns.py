@@ -20,6 +20,7 @@ from tests.training.synthetic_corpus import synthetic_corpus
 from training.chat_format import ChatMessage, Role, TokenCounter, render
 from training.config import DatasetConfig
 from training.dataset import build_dataset
+from training.memory import memory_reserve
 from training.samples import targets
 from training.turns import (
     CUT_MARKER,
@@ -166,7 +167,9 @@ def test_serving_gives_every_training_sample_its_own_prefix(max_seq_tokens: int)
     """For each sample, the prompt serving builds just before its last target was written is
     the sample up to that target: same cleaning, merging, groups, speakers, quotes, openers
     and window (given the budget the target's own length leaves, as training had)."""
-    config = DatasetConfig(system_prompt="SYS", max_seq_tokens=max_seq_tokens)
+    config = DatasetConfig(
+        system_prompt="SYS", max_seq_tokens=max_seq_tokens, memory=max_seq_tokens > 400
+    )
     records = _unique(synthetic_corpus(340))
     build = build_dataset(records, config)
     counter = TokenCounter(config)
@@ -181,7 +184,7 @@ def test_serving_gives_every_training_sample_its_own_prefix(max_seq_tokens: int)
             for item in exchanges(conversation, config)[0]:
                 first_id = int(item.reply.lines[0].rsplit("~", 1)[1])
                 index = next(i for i, r in enumerate(chat) if r.message_id == first_id)
-                budget = config.max_seq_tokens - counter.system
+                budget = config.max_seq_tokens - counter.system - memory_reserve(config)
                 shaped = serving_turns(
                     chat[:index],
                     config,
