@@ -21,29 +21,39 @@ the matches could exceed ``MAX_MATCHES``: a stem too common to tell one message 
 (the owner's "сегодня") is left out, and one search stays within a few milliseconds on a
 million stored messages (``benchmarks/memory_recall.py``).
 
-``recall`` serves the bot (the one aiosqlite connection); ``MemoryReader`` serves the dataset
-builder's worker thread through its own read-only connection, with the same SQL.
+A search runs on a read-only stdlib connection (``MemoryReader``) in a worker thread: the
+dataset builder's reader sees one snapshot; the bot's (``Database.memory``, through
+``recall``) sees the latest messages and leaves the bot's one connection free.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 import sqlite3
+import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiosqlite
 
-from storage.db import Database, from_unix, to_unix
+if TYPE_CHECKING:
+    from storage.db import Database
 
 INDEX_VERSION = 1
 """Changes when what the index holds or how a search reads it changes (clone.json records
 it: an adapter learnt from the blocks of one version)."""
-MAX_MATCHES = 1_000
-"""Messages one search may rank at most (the sum of its stems' document counts)."""
+MAX_MATCHES = 300
+"""Messages one search may rank at most (the sum of its stems' document counts): BM25 costs
+some 5-20 microseconds a match."""
+MMAP_BYTES = 256 << 20
+"""The reader maps the file: ranked matches are read at random, a page copy each without."""
+COUNT_TTL_SECONDS = 600.0
+COUNT_CACHE_SIZE = 50_000
 _STEM = re.compile(r"[^\W_]+")
 
 SELECT_LAST_ROWID = """
@@ -133,76 +143,113 @@ def pick_stems(doc_counts: Sequence[tuple[str, int]], max_matches: int) -> list[
 
 def _recall_params(stems: list[str], before: datetime, limit: int) -> tuple[Any, ...] | None:
     expression = match_expression(stems)
-    return None if expression is None else (expression, to_unix(before), limit)
+    return None if expression is None else (expression, int(before.timestamp()), limit)
 
 
 def _recalled(rows: Sequence[Sequence[Any]]) -> list[Recalled]:
-    return [Recalled(int(r[0]), int(r[1]), from_unix(int(r[2])), str(r[3])) for r in rows]
+    return [
+        Recalled(int(r[0]), int(r[1]), datetime.fromtimestamp(int(r[2]), UTC), str(r[3]))
+        for r in rows
+    ]
 
 
-async def recall(
-    db: Database,
+def search(
+    conn: sqlite3.Connection,
     stems: Sequence[str],
     *,
     before: datetime,
     limit: int,
+    counts: StemCounts,
     max_matches: int = MAX_MATCHES,
 ) -> list[Recalled]:
     """The owner's messages older than ``before`` that best match ``stems``, best first."""
     usable = usable_stems(stems)
     if not usable or limit < 1:
         return []
-    async with db.read() as conn:
-        counts = []
-        for stem in usable:
-            async with conn.execute(SELECT_STEM_DOCS, stem_range(stem)) as cursor:
-                row = await cursor.fetchone()
-            counts.append((stem, int(row[0]) if row else 0))
-        params = _recall_params(pick_stems(counts, max_matches), before, limit)
-        if params is None:
-            return []
-        async with conn.execute(SELECT_RECALL, params) as cursor:
-            return _recalled(list(await cursor.fetchall()))
+    found = [(stem, counts.get(conn, stem)) for stem in usable]
+    params = _recall_params(pick_stems(found, max_matches), before, limit)
+    if params is None:
+        return []
+    return _recalled(conn.execute(SELECT_RECALL, params).fetchall())
+
+
+class StemCounts:
+    """Document counts of stems, remembered: FTS5 counts a term's documents by reading its
+    whole list, milliseconds for a common one, and the common stems are asked again and again.
+
+    ``ttl``: seconds a count is trusted (None: for ever, for a reader of one snapshot). A
+    count only decides whether a stem is too common to search, so one a few minutes old does.
+    """
+
+    def __init__(self, ttl: float | None, size: int = COUNT_CACHE_SIZE) -> None:
+        self._ttl = ttl
+        self._size = size
+        self._counts: dict[str, tuple[int, float]] = {}
+
+    def get(self, conn: sqlite3.Connection, stem: str) -> int:
+        now = time.monotonic()
+        cached = self._counts.get(stem)
+        if cached is not None and (self._ttl is None or now - cached[1] < self._ttl):
+            return cached[0]
+        row = conn.execute(SELECT_STEM_DOCS, stem_range(stem)).fetchone()
+        count = int(row[0]) if row else 0
+        if len(self._counts) >= self._size:
+            self._counts.clear()
+        self._counts[stem] = (count, now)
+        return count
 
 
 class MemoryReader:
-    """``recall`` on a read-only connection of its own, for a worker thread.
+    """Searches on a read-only connection of its own, from worker threads, one at a time.
 
-    The dataset builder asks once per sample, many times for the same stems: their document
-    counts are remembered (the reader's snapshot does not change while it is open).
+    ``snapshot=True`` (the dataset builder): every search sees the database as it was when
+    the reader opened, and stem counts are kept for its life. Otherwise (serving, through
+    ``Database.memory``) each search sees the latest committed messages, and a stem's count
+    is trusted for ``COUNT_TTL_SECONDS``.
     """
 
-    def __init__(self, db_path: Path, *, max_matches: int = MAX_MATCHES) -> None:
+    def __init__(
+        self, db_path: Path, *, snapshot: bool = True, max_matches: int = MAX_MATCHES
+    ) -> None:
         uri = f"{Path(db_path).resolve().as_uri()}?mode=ro"
-        self._conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
-        self._conn.execute("BEGIN")  # one snapshot for every search of this reader
+        self._conn = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
+        self._conn.execute(f"PRAGMA mmap_size={MMAP_BYTES}")
+        if snapshot:
+            self._conn.execute("BEGIN")
+        self._lock = threading.Lock()
         self._max_matches = max_matches
-        self._counts: dict[str, int] = {}
+        self._counts = StemCounts(None if snapshot else COUNT_TTL_SECONDS)
 
     def recall(self, stems: Sequence[str], *, before: datetime, limit: int) -> list[Recalled]:
-        """As ``recall``."""
-        usable = usable_stems(stems)
-        if not usable or limit < 1:
-            return []
-        counts = [(stem, self._count(stem)) for stem in usable]
-        params = _recall_params(pick_stems(counts, self._max_matches), before, limit)
-        if params is None:
-            return []
-        return _recalled(self._conn.execute(SELECT_RECALL, params).fetchall())
-
-    def _count(self, stem: str) -> int:
-        count = self._counts.get(stem)
-        if count is None:
-            row = self._conn.execute(SELECT_STEM_DOCS, stem_range(stem)).fetchone()
-            count = self._counts[stem] = int(row[0]) if row else 0
-        return count
+        """The owner's messages older than ``before`` that best match ``stems``, best first."""
+        with self._lock:
+            return search(
+                self._conn,
+                stems,
+                before=before,
+                limit=limit,
+                counts=self._counts,
+                max_matches=self._max_matches,
+            )
 
     def close(self) -> None:
         """Close the connection."""
-        self._conn.close()
+        with self._lock:
+            self._conn.close()
 
     def __enter__(self) -> MemoryReader:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+async def recall(
+    db: Database, stems: Sequence[str], *, before: datetime, limit: int
+) -> list[Recalled]:
+    """``MemoryReader.recall`` on the database's search reader, in a worker thread (the
+    bot's one connection and its event loop stay free meanwhile)."""
+    if not usable_stems(stems) or limit < 1:
+        return []
+    reader = db.memory()
+    return await asyncio.to_thread(reader.recall, stems, before=before, limit=limit)

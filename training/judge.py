@@ -35,6 +35,7 @@ from training.style_eval import (
     DEFAULT_MAX_NEW_TOKENS,
     generate_with,
     held_out_pairs,
+    pair_snippets,
     spread,
 )
 
@@ -137,7 +138,7 @@ def _style(
         )
     except (ValueError, RuntimeError) as exc:
         return {}, _one_line(exc)
-    return style_scores(generated, [real for _, real in pairs]), None
+    return style_scores(generated, [real for _, real in pairs], pair_snippets(pairs)), None
 
 
 def _one_line(exc: BaseException) -> str:

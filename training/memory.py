@@ -14,7 +14,7 @@ the reply serving is about to write):
    messages);
 3. ``memory_system``: the found messages, shaped like any turn (control strings removed,
    private data scrubbed), one line each, best first, as many as ``memory_k`` and
-   ``memory_budget_tokens`` allow, follow the system prompt under ``MEMORY_HEADER``. With
+   ``memory_reserve`` allow, follow the system prompt under ``MEMORY_HEADER``. With
    nothing found the system message is the system prompt alone.
 
 Every sample and every prompt keeps ``memory_budget_tokens`` free for the block
@@ -31,7 +31,7 @@ from datetime import datetime
 
 from training.chat_format import ChatMessage, TokenCounter
 from training.config import DatasetConfig
-from training.turns import Exchange, shape_text
+from training.turns import shape_text
 from training.words import content_words, stem, truncate
 
 MEMORY_HEADER = "Things you have said before:"
@@ -56,8 +56,11 @@ class MemoryRequest:
 
 
 def memory_reserve(config: DatasetConfig) -> int:
-    """Tokens every sample and prompt keeps free for the memory block."""
-    return config.memory_budget_tokens if config.memory else 0
+    """Tokens every sample and prompt keeps free for the memory block: its budget, at most a
+    quarter of the sample (a short ``max_seq_tokens`` keeps most of its room for turns)."""
+    if not config.memory:
+        return 0
+    return min(config.memory_budget_tokens, config.max_seq_tokens // 4)
 
 
 def query_stems(texts: Sequence[str]) -> tuple[str, ...]:
@@ -72,11 +75,6 @@ def query_stems(texts: Sequence[str]) -> tuple[str, ...]:
                 if variant not in stems:
                     stems.append(variant)
     return tuple(stems[:MAX_QUERY_STEMS])
-
-
-def exchange_prompts(items: Iterable[Exchange]) -> list[str]:
-    """The user turn of each exchange ("" for an opening owner turn): what a request reads."""
-    return [item.prompt.text if item.prompt is not None else "" for item in items]
 
 
 def memory_request(
@@ -122,6 +120,7 @@ def memory_system(
     system = config.system_prompt
     if not config.memory:
         return system
+    budget = memory_reserve(config)
     shown: list[str] = []
     for text in recalled:
         if len(shown) >= config.memory_k:
@@ -130,7 +129,7 @@ def memory_system(
         if not line or line in shown or _excluded(text, config, exclude):
             continue
         candidate = _with_block(config.system_prompt, [*shown, line])
-        if counter.message("system", candidate) - counter.system > config.memory_budget_tokens:
+        if counter.message("system", candidate) - counter.system > budget:
             continue
         shown.append(line)
         system = candidate

@@ -47,7 +47,7 @@ async def reply_to_burst(
     stored = await services.history.recent(chat_id, HISTORY_READ_LIMIT, _EPOCH)
     records = await chat_records(services.db, chat_id, [*stored, *new_turns])
     try:
-        answered = await answer(services.engine, bot, records, delivery)
+        answered = await answer(services.engine, bot, records, delivery, db=services.db)
     except asyncio.CancelledError:
         raise  # shutting down: the database may be closed already
     except Exception as exc:

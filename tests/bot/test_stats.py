@@ -102,3 +102,8 @@ def test_style_line_shows_only_the_figures_present() -> None:
         "style: assistant-like 50%, 4 replies"
     )
     assert format_style({"style_distinct_2": 0.5}) == "style: distinct-2 0.50"
+
+
+def test_style_line_shows_memory_use_beside_the_owners() -> None:
+    line = format_style({"style_memory_overlap": 0.25, "style_memory_overlap_owner": 0.5})
+    assert line == "style: memory use 25% (yours 50%)"

@@ -186,9 +186,10 @@ async def test_common_stems_are_left_out_and_rare_ones_searched(db: Database) ->
         await save_chats(conn, [CHAT])
         common = [_message(i, f"сегодня обычный день номер {i}") for i in range(1, 41)]
         await save_messages(conn, [*common, _message(99, "сегодня купил гитару")])
-    found = await recall(db, ["сегод", "гитар"], before=LATER, limit=5, max_matches=10)
-    assert [item.text for item in found] == ["сегодня купил гитару"]
-    assert await recall(db, ["сегод"], before=LATER, limit=5, max_matches=10) == []
+    with MemoryReader(db.path, max_matches=10) as reader:
+        found = reader.recall(["сегод", "гитар"], before=LATER, limit=5)
+        assert [item.text for item in found] == ["сегодня купил гитару"]
+        assert reader.recall(["сегод"], before=LATER, limit=5) == []
 
 
 async def test_the_reader_of_a_worker_thread_finds_the_same(db: Database) -> None:

@@ -167,9 +167,7 @@ def test_serving_gives_every_training_sample_its_own_prefix(max_seq_tokens: int)
     """For each sample, the prompt serving builds just before its last target was written is
     the sample up to that target: same cleaning, merging, groups, speakers, quotes, openers
     and window (given the budget the target's own length leaves, as training had)."""
-    config = DatasetConfig(
-        system_prompt="SYS", max_seq_tokens=max_seq_tokens, memory=max_seq_tokens > 400
-    )
+    config = DatasetConfig(system_prompt="SYS", max_seq_tokens=max_seq_tokens)
     records = _unique(synthetic_corpus(340))
     build = build_dataset(records, config)
     counter = TokenCounter(config)
