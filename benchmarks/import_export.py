@@ -211,7 +211,7 @@ def main() -> int:
     index_share = ours["seconds"] / unindexed["seconds"] - 1
     index_cpu = (ours["cpu_s"] - unindexed["cpu_s"]) / unindexed["cpu_s"]
     print(
-        f"memory index: +{index_share:.0%} import time, +{index_cpu:.0%} writer CPU "
+        f"memory index: {index_share:+.0%} import time, {index_cpu:+.0%} writer CPU "
         f"({ours['seconds'] - unindexed['seconds']:.2f} s of {ours['seconds']:.2f} s)"
     )
     checks = [

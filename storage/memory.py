@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 INDEX_VERSION = 1
 """Changes when what the index holds or how a search reads it changes (clone.json records
 it: an adapter learnt from the blocks of one version)."""
-MAX_MATCHES = 300
+MAX_MATCHES = 500
 """Messages one search may rank at most (the sum of its stems' document counts): BM25 costs
 some 5-20 microseconds a match."""
 MMAP_BYTES = 256 << 20
