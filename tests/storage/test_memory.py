@@ -47,14 +47,12 @@ def _integrity(path: Path) -> None:
     """FTS5's own check that the index matches the owner's messages, row for row."""
     conn = sqlite3.connect(path)
     try:
+        # rank 1: every indexed row is compared with the owner's messages (the view) too.
         conn.execute(
-            "INSERT INTO owner_words_index (owner_words_index) VALUES ('integrity-check')"
+            "INSERT INTO owner_words_index (owner_words_index, rank) VALUES ('integrity-check', 1)"
         )
-        indexed = conn.execute("SELECT COUNT(*) FROM owner_words_index").fetchone()[0]
-        owner = conn.execute("SELECT COUNT(*) FROM owner_words").fetchone()[0]
     finally:
         conn.close()
-    assert indexed == owner
 
 
 async def test_russian_word_forms_match_through_stems(db: Database) -> None:
