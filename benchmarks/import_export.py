@@ -7,6 +7,10 @@ messages; see ``synthetic_export.py``) to a temporary folder, then measures, eac
 child process so that peak memory is that import's alone:
 
 * ours: ``storage.importer.import_export`` into a fresh SQLite database, at both sizes;
+* ours without the memory index: the same import at the big size into a database whose
+  schema stops before ``m010_memory_index`` (the FTS5 index of the owner's words), with the
+  importer's one indexing step (``index_new_messages`` after each batch) left out, so the
+  index's share of the import time is measured in the same run;
 * naive: ``json.load`` of the whole file, then one ``INSERT`` per message (the way most
   projects do it) into another fresh database of the same schema, at the big size.
 
@@ -14,6 +18,8 @@ Prints messages per second, peak RSS (``VmHWM``, plus the peak of the importer's
 process when it starts one) and the ratios, with PASS/FAIL for the
 targets: at least 150,000 messages/s, at most 250 MB at the big size, and a peak at the big
 size at most 1.3 times the peak at the small size.
+
+The memory index must add at most 35% to the big import's time (PASS/FAIL).
 
 It also prints the CPU seconds of each import: the writing process's, and the parser
 process's when there is one. On a machine shared with other work the wall clock says
@@ -38,13 +44,18 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.synthetic_export import OWNER_ID, write_export  # noqa: E402
+from storage import importer  # noqa: E402
 from storage.db import Database  # noqa: E402
 from storage.export_format import bot_api_chat_id, to_message_row  # noqa: E402
 from storage.importer import import_export, insert_export_message  # noqa: E402
+from storage.migrations import MIGRATIONS, m010_memory_index  # noqa: E402
+
+WITHOUT_INDEX = MIGRATIONS[: MIGRATIONS.index(m010_memory_index)]
 
 TARGET_RATE = 150_000
 TARGET_PEAK_MB = 250.0
 TARGET_GROWTH = 1.3
+TARGET_INDEX_SHARE = 0.35
 
 
 def peak_rss_mb() -> float:
@@ -65,9 +76,15 @@ def peak_rss_mb() -> float:
     return own + resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 
 
-async def run_ours(export: Path, db_path: Path) -> int:
-    """Our importer, into a fresh database."""
-    db = await Database.open(db_path)
+async def _no_index(conn: Any, after: int) -> int:
+    return after
+
+
+async def run_ours(export: Path, db_path: Path, *, indexed: bool = True) -> int:
+    """Our importer, into a fresh database (without the memory index: ``indexed=False``)."""
+    if not indexed:
+        importer.index_new_messages = _no_index  # type: ignore[assignment]
+    db = await Database.open(db_path, migrations=MIGRATIONS if indexed else WITHOUT_INDEX)
     try:
         report = await import_export(db, export)
     finally:
@@ -122,6 +139,8 @@ def child(mode: str, export: Path, db_path: Path) -> None:
     start, cpu, parser_cpu = time.perf_counter(), time.process_time(), children_cpu_seconds()
     if mode == "ours":
         messages = asyncio.run(run_ours(export, db_path))
+    elif mode == "ours-unindexed":
+        messages = asyncio.run(run_ours(export, db_path, indexed=False))
     else:
         messages = run_naive(export, db_path)
     seconds = time.perf_counter() - start
@@ -165,10 +184,12 @@ def main() -> int:
             f"({small_bytes / 1e6:.0f} MB)"
         )
         ours = measure("ours", big, tmp / "ours.db")
+        unindexed = measure("ours-unindexed", big, tmp / "ours-unindexed.db")
         ours_small = measure("ours", small, tmp / "ours-small.db")
         naive = measure("naive", big, tmp / "naive.db")
     rows = [
         (f"ours, {args.messages:,}", ours),
+        ("  without the index", unindexed),
         (f"ours, {args.small:,}", ours_small),
         (f"naive, {args.messages:,}", naive),
     ]
@@ -187,8 +208,19 @@ def main() -> int:
         f"\nours vs naive: {ours['rate'] / naive['rate']:.1f}x the speed, "
         f"{ours['peak_mb'] / naive['peak_mb']:.2f}x the peak memory"
     )
+    index_share = ours["seconds"] / unindexed["seconds"] - 1
+    index_cpu = (ours["cpu_s"] - unindexed["cpu_s"]) / unindexed["cpu_s"]
+    print(
+        f"memory index: {index_share:+.0%} import time, {index_cpu:+.0%} writer CPU "
+        f"({ours['seconds'] - unindexed['seconds']:.2f} s of {ours['seconds']:.2f} s)"
+    )
     checks = [
         (f"speed >= {TARGET_RATE:,} msg/s", ours["rate"] >= TARGET_RATE, f"{ours['rate']:,.0f}"),
+        (
+            f"memory index adds <= {TARGET_INDEX_SHARE:.0%} to the import time",
+            index_share <= TARGET_INDEX_SHARE,
+            f"{index_share:+.0%}",
+        ),
         (
             f"peak RSS <= {TARGET_PEAK_MB:.0f} MB at {args.messages:,}",
             ours["peak_mb"] <= TARGET_PEAK_MB,

@@ -109,7 +109,7 @@ def dataset_build(settings: Settings, out_dir: Path) -> int:
     async def go() -> int:
         db = await Database.open(settings.database_path)
         try:
-            build = await build_corpus_dataset(db, settings, counter)
+            build = await build_corpus_dataset(db, settings, counter, memory=True)
         finally:
             await db.close()
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -138,7 +138,7 @@ def dataset_report(settings: Settings, tokenizer: str | None, png: Path | None) 
     async def go() -> int:
         db = await Database.open(settings.database_path)
         try:
-            build = await build_corpus_dataset(db, settings, counter)
+            build = await build_corpus_dataset(db, settings, counter, memory=True)
             titles = await chat_titles(db)
         finally:
             await db.close()

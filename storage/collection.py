@@ -187,9 +187,9 @@ async def delete_messages(db: Database, chat_id: int, message_ids: list[int]) ->
     """
     keys = [(chat_id, message_id) for message_id in message_ids]
     async with db.transaction() as conn:
-        before = conn.total_changes
-        await conn.executemany(DELETE_MESSAGES, keys)
-        deleted = conn.total_changes - before
+        # rowcount, not total_changes: that counts the memory index's trigger writes too.
+        cursor = await conn.executemany(DELETE_MESSAGES, keys)
+        deleted = cursor.rowcount
         await conn.executemany(DELETE_AUTO_REPLIES, keys)
         return deleted
 

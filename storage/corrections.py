@@ -36,9 +36,10 @@ COUNT_CORRECTIONS = """
 
 
 class ContextTurn(TypedDict):
-    """One turn of the conversation before a corrected reply."""
+    """One message of the prompt a clone reply answered: its system message (the system
+    prompt with the memory block, as the clone saw it) first, then the conversation's turns."""
 
-    role: Literal["user", "assistant"]
+    role: Literal["system", "user", "assistant"]
     content: str
 
 
@@ -66,7 +67,7 @@ def turns_from_json(text: str) -> list[ContextTurn]:
     """Inverse of ``turns_json``."""
     return [
         {
-            "role": "assistant" if turn["role"] == "assistant" else "user",
+            "role": turn["role"] if turn["role"] in ("system", "assistant") else "user",
             "content": turn["content"],
         }
         for turn in json.loads(text)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import aiosqlite
 
+from storage.memory import MemoryReader
 from storage.migrations import MIGRATIONS, Migration, apply_migrations
 
 logger = logging.getLogger(__name__)
@@ -33,6 +34,7 @@ class Database:
         self.path = path
         self._conn = conn
         self._lock = asyncio.Lock()
+        self._memory: MemoryReader | None = None
 
     @classmethod
     async def open(cls, path: Path, *, migrations: tuple[Migration, ...] = MIGRATIONS) -> Database:
@@ -66,6 +68,15 @@ class Database:
         """Close the connection (waits for a running transaction to finish)."""
         async with self._lock:
             await self._conn.close()
+            if self._memory is not None:
+                self._memory.close()
+
+    def memory(self) -> MemoryReader:
+        """The read-only connection that searches the owner's words (``storage.memory``),
+        opened on first use."""
+        if self._memory is None:
+            self._memory = MemoryReader(self.path, snapshot=False)
+        return self._memory
 
     @property
     def conn(self) -> aiosqlite.Connection:

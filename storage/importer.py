@@ -35,6 +35,7 @@ from storage.import_pipeline import (
     InProcessSource,
     RowBatch,
 )
+from storage.memory import index_new_messages, last_message_rowid
 from storage.messages import save_chats
 from storage.models import ImportProgress, ImportReport
 
@@ -64,6 +65,11 @@ INSERT_EXPORT_MESSAGE = """
 """
 """Formatted with the import's id (an int, see :func:`insert_export_message`): the same for
 every row, so that rows need no copy with one more value to bind."""
+
+
+SAVEPOINT = "SAVEPOINT import_batch"
+ROLLBACK_TO_SAVEPOINT = "ROLLBACK TO import_batch"
+RELEASE_SAVEPOINT = "RELEASE import_batch"
 
 
 def insert_export_message(import_id: int) -> str:
@@ -165,6 +171,7 @@ async def _import_rows(
     async with db.transaction(check_foreign_keys=False) as conn:
         import_id = await _insert_import(conn, name, owner_id)
         insert = insert_export_message(import_id)
+        last = await last_message_rowid(conn)
         reading = asyncio.ensure_future(asyncio.to_thread(rows.next_batch))
         try:
             while batch := await reading:
@@ -172,6 +179,7 @@ async def _import_rows(
                 await save_chats(conn, batch.chats)
                 tally.add(batch)
                 tally.new_messages += await _insert_rows(conn, insert, batch.rows)
+                last = await index_new_messages(conn, last)  # the owner's words, for memory
                 _report(progress, batch.bytes_read, rows.bytes_total, tally)
         finally:
             # A worker thread still reading ends on its own (the caller's close() ends it);
@@ -233,15 +241,21 @@ def _check_not_empty(path: Path, name: str) -> None:
 
 
 async def _insert_rows(conn: aiosqlite.Connection, insert: str, rows: list[MessageRow]) -> int:
-    """Insert message rows not stored yet; return how many were new."""
-    before = conn.total_changes
+    """Insert message rows not stored yet; return how many were new.
+
+    The count is the statements' own (``rowcount``): ``total_changes`` would add the rows the
+    memory index's triggers write.
+    """
+    await conn.execute(SAVEPOINT)
     try:
-        await conn.executemany(insert, rows)
+        cursor = await conn.executemany(insert, rows)
     except UnicodeEncodeError:
         # A lone surrogate ("\ud800" in the JSON) cannot be stored as UTF-8: store "?" for
-        # it. Rows before the bad one are in already; INSERT OR IGNORE skips them.
-        await conn.executemany(insert, [_encodable(row) for row in rows])
-    return conn.total_changes - before
+        # it. The rows before the bad one are undone first, so that all are counted once.
+        await conn.execute(ROLLBACK_TO_SAVEPOINT)
+        cursor = await conn.executemany(insert, [_encodable(row) for row in rows])
+    await conn.execute(RELEASE_SAVEPOINT)
+    return cursor.rowcount
 
 
 def _encodable(row: tuple[Any, ...]) -> tuple[Any, ...]:

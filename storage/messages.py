@@ -14,6 +14,7 @@ from typing import Any, cast
 import aiosqlite
 
 from storage.db import Database, from_unix, now_unix, to_unix
+from storage.memory import index_new_messages, last_message_rowid
 from storage.models import ChatRecord, CorpusCounts, MessageKind, MessageRecord, MessageSource
 
 logger = logging.getLogger(__name__)
@@ -91,17 +92,21 @@ async def save_messages(
     """Insert messages not stored yet, in batches; return how many were new.
 
     Takes the connection of an open transaction (``async with db.transaction() as conn``);
-    the chats of the messages must already be saved.
+    the chats of the messages must already be saved. The owner's new messages join the
+    memory index (``storage.memory``) in the same transaction.
     """
     inserted = 0
+    last = await last_message_rowid(conn)
     batch: list[tuple[Any, ...]] = []
     for message in messages:
         batch.append(_message_row(message, import_id))
         if len(batch) >= BATCH_SIZE:
             inserted += await _insert_batch(conn, batch)
+            last = await index_new_messages(conn, last)
             batch = []
     if batch:
         inserted += await _insert_batch(conn, batch)
+        await index_new_messages(conn, last)
     return inserted
 
 
@@ -132,9 +137,9 @@ async def corpus_counts(db: Database) -> CorpusCounts:
 
 
 async def _insert_batch(conn: aiosqlite.Connection, rows: Sequence[tuple[Any, ...]]) -> int:
-    before = conn.total_changes
-    await conn.executemany(INSERT_MESSAGE, rows)
-    return conn.total_changes - before
+    # rowcount, not total_changes: that counts the memory index's trigger writes too.
+    cursor = await conn.executemany(INSERT_MESSAGE, rows)
+    return cursor.rowcount
 
 
 def _message_row(message: MessageRecord, import_id: int | None) -> tuple[Any, ...]:

@@ -282,6 +282,65 @@ m009_clone_turn_senders = Migration(
     ),
 )
 
+# Which messages are the owner's own words for memory: typed text they wrote themselves.
+_OWNER_WORDS = (
+    "{row}.is_owner = 1 AND {row}.kind = 'text' AND {row}.forwarded_from IS NULL "
+    "AND {row}.via_bot IS NULL AND {row}.text != ''"
+)
+
+m010_memory_index = Migration(
+    version=10,
+    name="m010_memory_index",
+    statements=(
+        # The owner's words (storage.memory): an FTS5 index over the view of the owner's text
+        # messages (external content: the text is stored once, in messages). The view is the
+        # one definition of what the index holds. Writers index the rows they insert, a
+        # batch at a time (storage.memory.index_new_messages: a trigger would flush FTS5's
+        # pending terms once per row, ten times the work); triggers follow every edit and
+        # deletion (/forget, Business deletions). unicode61 folds case for Cyrillic and
+        # Latin; word forms match through prefix queries (training.words).
+        f"""
+        CREATE VIEW owner_words AS
+        SELECT rowid AS message_rowid, text FROM messages
+        WHERE {_OWNER_WORDS.format(row="messages")}
+        """,
+        """
+        CREATE VIRTUAL TABLE owner_words_index USING fts5(
+            text,
+            content = 'owner_words',
+            content_rowid = 'message_rowid',
+            tokenize = 'unicode61 remove_diacritics 2'
+        )
+        """,
+        # Document counts per indexed term: retrieval picks its rarest terms by them.
+        """
+        CREATE VIRTUAL TABLE owner_words_terms USING fts5vocab(owner_words_index, 'row')
+        """,
+        # External content: a deletion names the text that was indexed, exactly.
+        f"""
+        CREATE TRIGGER owner_words_delete AFTER DELETE ON messages
+        WHEN {_OWNER_WORDS.format(row="old")}
+        BEGIN
+            INSERT INTO owner_words_index (owner_words_index, rowid, text)
+            VALUES ('delete', old.rowid, old.text);
+        END
+        """,
+        f"""
+        CREATE TRIGGER owner_words_update
+        AFTER UPDATE OF is_owner, kind, text, forwarded_from, via_bot ON messages
+        BEGIN
+            INSERT INTO owner_words_index (owner_words_index, rowid, text)
+            SELECT 'delete', old.rowid, old.text WHERE {_OWNER_WORDS.format(row="old")};
+            INSERT INTO owner_words_index (rowid, text)
+            SELECT new.rowid, new.text WHERE {_OWNER_WORDS.format(row="new")};
+        END
+        """,
+        """
+        INSERT INTO owner_words_index (owner_words_index) VALUES ('rebuild')
+        """,
+    ),
+)
+
 m011_teaching = Migration(
     version=11,
     name="m011_teaching",
@@ -336,7 +395,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     m007_corrections,
     m008_auto_replies,
     m009_clone_turn_senders,
-    # m010 is another branch's (memory/coverage); numbers are reserved, not contiguous.
+    m010_memory_index,
     m011_teaching,
 )
 

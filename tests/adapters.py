@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from storage.memory import INDEX_VERSION
 from training.chat_format import CloneSpec, save_clone_spec
 from training.config import DatasetConfig, GenerationSettings
 
@@ -36,6 +37,7 @@ def make_adapter(base_dir: Path, out_dir: Path, *, seed: int, system_prompt: str
             metrics={"eval_loss": 1.0},
             dataset_size=1,
             dataset_fingerprint=f"seed-{seed}",
+            memory_index_version=INDEX_VERSION,
             created_at=datetime.now(UTC).isoformat(),
         ),
     )

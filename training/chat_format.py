@@ -23,9 +23,10 @@ if TYPE_CHECKING:
 
 Role = Literal["system", "user", "assistant"]
 CLONE_SPEC_FILE = "clone.json"
-CLONE_FORMAT_VERSION = 2
-"""Version 2 records the dataset rules (the turn shaping) serving must repeat."""
-READABLE_FORMAT_VERSIONS = (1, 2)
+CLONE_FORMAT_VERSION = 3
+"""Version 2 records the dataset rules (the turn shaping) serving must repeat; version 3 the
+memory block's settings with them, and the memory index's version."""
+READABLE_FORMAT_VERSIONS = (1, 2, 3)
 # Closes every turn in Qwen's ChatML template; the loss covers it so the clone learns to stop.
 END_OF_TURN = "<|im_end|>"
 PAD_TOKEN = "<|endoftext|>"
@@ -66,7 +67,13 @@ def render(
 
 
 def build_messages(system_prompt: str, turns: Sequence[ChatMessage]) -> list[ChatMessage]:
-    """Put the system prompt first, then the user/assistant turns in order."""
+    """Put the system prompt first, then the user/assistant turns in order.
+
+    A system message first in ``turns`` (the system prompt with its memory block, from
+    ``training.memory.memory_system``) takes the system prompt's place.
+    """
+    if turns and turns[0]["role"] == "system":
+        system_prompt, turns = turns[0]["content"], turns[1:]
     messages: list[ChatMessage] = [{"role": "system", "content": system_prompt}]
     for index, turn in enumerate(turns):
         if turn["role"] not in ("user", "assistant"):
@@ -95,6 +102,9 @@ class CloneSpec:
     """Samples (train + eval) the adapter saw."""
     dataset_fingerprint: str = ""
     """sha256 of the dataset, from ``DatasetBuild.fingerprint``."""
+    memory_index_version: int = 0
+    """``storage.memory.INDEX_VERSION`` of the index the samples' memory blocks came from
+    (0: none; ``dataset.memory`` says whether they have blocks)."""
     created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
     """When training finished, ISO 8601 UTC."""
     precision: str = ""
@@ -127,17 +137,24 @@ class CloneSpec:
             "metrics": dict(self.metrics),
             "dataset_size": self.dataset_size,
             "dataset_fingerprint": self.dataset_fingerprint,
+            "memory_index_version": self.memory_index_version,
             "created_at": self.created_at,
             "precision": self.precision,
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CloneSpec:
-        """Inverse of ``to_dict``; a version-1 file gets the shaping of its time."""
+        """Inverse of ``to_dict``; older files get the shaping of their time."""
         if "dataset" in data:
-            dataset = DatasetConfig.from_dict(data["dataset"])
+            rules = dict(data["dataset"])
+            # Before version 3 samples had no memory block and the rules alone chose targets.
+            rules.setdefault("memory", False)
+            rules.setdefault("match_owner_lengths", False)
+            dataset = DatasetConfig.from_dict(rules)
         else:  # version 1: openers were dropped, the other rules had today's defaults
-            dataset = DatasetConfig(system_prompt=str(data["system_prompt"]), owner_starts="drop")
+            dataset = DatasetConfig(
+                system_prompt=str(data["system_prompt"]), owner_starts="drop", memory=False
+            )
         return cls(
             base_model=str(data["base_model"]),
             dataset=dataset,
@@ -147,6 +164,7 @@ class CloneSpec:
             metrics={str(k): float(v) for k, v in data.get("metrics", {}).items()},
             dataset_size=int(data.get("dataset_size", 0)),
             dataset_fingerprint=str(data.get("dataset_fingerprint", "")),
+            memory_index_version=int(data.get("memory_index_version", 0)),
             created_at=str(data["created_at"]),
             precision=str(data.get("precision", "")),
             format_version=CLONE_FORMAT_VERSION,

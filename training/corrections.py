@@ -54,8 +54,9 @@ def correction_samples(
             "role": "assistant",
             "content": shape_text(correction.better_text, config),
         }
-        system: ChatMessage = {"role": "system", "content": config.system_prompt}
-        sample = fit_sample([system], turns, reply, counter, config.max_seq_tokens)
+        sample = fit_sample(
+            [system_of(correction.context, config)], turns, reply, counter, config.max_seq_tokens
+        )
         if sample is None:
             drops["correction_too_long"] += 1
             continue
@@ -63,11 +64,21 @@ def correction_samples(
     return CorrectionSamples(samples=samples, drops=dict(sorted(drops.items())))
 
 
+def system_of(context: Sequence[ContextTurn], config: DatasetConfig) -> ChatMessage:
+    """The system message a clone reply was answered with (its memory block included), or
+    the system prompt for a prompt stored without one."""
+    if context and context[0]["role"] == "system":
+        return {"role": "system", "content": context[0]["content"]}
+    return {"role": "system", "content": config.system_prompt}
+
+
 def context_turns(context: Sequence[ContextTurn], config: DatasetConfig) -> list[ChatMessage]:
     """The turns a clone reply answered, through the turn shaper's text rules; the clone's
     own earlier replies are context (weight 0): they are not the owner's words."""
     turns: list[ChatMessage] = []
     for turn in context:
+        if turn["role"] == "system":
+            continue
         content = shape_text(turn["content"], config)
         if turn["role"] == "assistant" and content:
             turns.append({"role": "assistant", "content": content, "weight": 0})

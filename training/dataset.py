@@ -6,14 +6,22 @@ far, so the builder can stream a million stored messages):
 1. the turn shaper (``training.turns``), the same code serving uses: message rules (kinds
    without typed text, forwarded, via_bot, empty, ``technical``), cleaning and the privacy
    scrub; sessions, group neighbourhoods, merged turns and exchanges;
-2. reply rules and duplicates mark which owner replies are trained on
-   (``training.samples.ReplyRules``); the others stay in the samples as context;
-3. windows that fit ``max_seq_tokens`` and end on a trained reply (``training.samples``);
-4. the split: the most recent ~``eval_fraction`` of conversations (by start) are held out.
+2. reply rules and duplicates say why a reply would not be trained on
+   (``training.samples.ReplyRules``);
+3. over the whole corpus, a share of the short, filler and emoji-only replies is trained on
+   anyway, so the targets keep the owner's real length mix (``training.coverage``); the
+   other flagged replies stay in the samples as context;
+4. windows that fit ``max_seq_tokens`` and end on a trained reply (``training.samples``);
+5. the split: the most recent ~``eval_fraction`` of conversations (by start) are held out;
+6. each sample's system message gets its memory block (``training.memory``), never showing
+   the eval split's lines in a training sample.
 
-Every message left out and every reply not trained on is counted under its reason in
-``DatasetBuild.drops``: message-level reasons count messages, reply-level reasons count
-replies (see ``training.samples``). Message text is never logged.
+Steps 1-2 keep only the conversations' exchanges of the chats read so far, not their
+messages, so the builder can stream a million stored messages. Every message left out and
+every reply not trained on is counted under its reason in ``DatasetBuild.drops``:
+message-level reasons count messages, reply-level reasons count replies (see
+``training.samples``); ``DatasetBuild.coverage`` accounts for every owner turn. Message text
+is never logged.
 """
 
 from __future__ import annotations
@@ -24,19 +32,28 @@ import json
 import logging
 import os
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from storage.models import MessageRecord
 from training.chat_format import ChatMessage, TokenCounter
 from training.config import DatasetConfig
-from training.samples import ReplyRules, Sample, targets, windows
+from training.coverage import Coverage, Marked, promote
+from training.memory import (
+    held_out_lines,
+    memory_request,
+    memory_snippets,
+    memory_system,
+)
+from training.samples import ReplyRules, Sample, Window, targets, windows
 from training.turns import (
+    Exchange,
     Line,
     chat_conversations,
+    exchange_prompts,
     group_segments,
     is_group,
     sessions,
@@ -63,18 +80,23 @@ class DatasetBuild:
     fingerprint: str
     stats: dict[str, int] = field(default_factory=dict)
     dropped_reply_words: dict[str, list[int]] = field(default_factory=dict)
-    """Word counts of the owner replies dropped by each pair rule (for the length report)."""
+    """Word counts of the owner replies left as context by each rule (the length report)."""
     chat_replies: dict[int, int] = field(default_factory=dict)
-    """Owner replies kept per chat id (which chats the clone learns most from)."""
+    """Owner replies trained on per chat id (which chats the clone learns most from)."""
     eval_fingerprint: str = ""
     """sha256 of the eval set alone; equal values mean comparable eval losses."""
+    coverage: Coverage = field(default_factory=Coverage)
+    """Where every owner turn went (``training.coverage``)."""
 
 
 @dataclass(frozen=True)
 class _Built:
     chat_id: int
     start: datetime
-    samples: list[Sample]
+    windows: list[Window]
+    items: list[Exchange]
+    covered: set[int]
+    too_long: set[int]
 
 
 def _chat_groups(messages: Iterable[MessageRecord]) -> Iterator[list[MessageRecord]]:
@@ -162,8 +184,11 @@ def build_dataset(
     messages: Iterable[MessageRecord],
     config: DatasetConfig,
     tokenizer: PreTrainedTokenizerBase | None = None,
+    *,
+    memory: Memory | None = None,
+    held_out: Collection[str] = (),
 ) -> DatasetBuild:
-    """Turn stored messages into train/eval conversation samples (system prompt first).
+    """Turn stored messages into train/eval conversation samples (system message first).
 
     Args:
         messages: the corpus; a list in any order, or an iterable in storage order
@@ -171,14 +196,17 @@ def build_dataset(
         config: the dataset rules.
         tokenizer: measures ``max_seq_tokens`` exactly (through ``chat_format.render``);
             without it the ``chars_per_token`` estimate is used.
+        memory: searches the owner's messages for the memory block (``config.memory``);
+            None finds nothing, so every system message is the bare system prompt.
+        held_out: owner lines of an eval set kept from an earlier build (a frozen one):
+            training samples' memory blocks never show them, nor this build's eval lines.
     """
     config.validate()
     counter = TokenCounter(config, tokenizer)
     rules = ReplyRules(config)
     drops = rules.drops
-    built: list[_Built] = []
-    chat_replies: dict[int, int] = {}
     stats: Counter[str] = Counter()
+    marked: list[Marked] = []
     for chat in _chat_groups(messages):
         chat_id = chat[0].chat_id
         stats["messages_seen"] += len(chat)
@@ -191,40 +219,101 @@ def build_dataset(
         if is_group(chat_id):
             stats["group_messages_out_of_context"] += _out_of_group_context(lines, config)
         rules.new_chat(chat_id)
-        replies = 0
-        for conversation in chat_conversations(lines, config):
-            samples = windows(rules.exchanges(conversation), counter, drops)
-            if samples:
-                built.append(_Built(chat_id, conversation.start, samples))
-                replies += sum(len(targets(sample)) for sample in samples)
-        if replies:
-            chat_replies[chat_id] = replies
+        marked.extend(rules.mark(c) for c in chat_conversations(lines, config))
+
+    if config.match_owner_lengths:
+        stats["length_match_promoted"] = promote(marked, config, rules.dropped_openers)
+    built: list[_Built] = []
+    coverage = Coverage()
+    for words in rules.dropped_openers:
+        coverage.add_dropped("owner_opener", words)
+    for conversation in marked:
+        rules.settle(conversation)
+        made, too_long = windows(conversation.items, counter, drops)
+        covered = {index for window in made for index in range(window.start, window.end)}
+        part = _Built(
+            conversation.chat_id, conversation.start, made, conversation.items, covered, too_long
+        )
+        if made:
+            built.append(part)
+        else:
+            coverage.add(part.items, covered, too_long, held_out=False)
+    del marked
 
     train_part, eval_part = _split(built, config.eval_fraction)
-    train = [sample for part in train_part for sample in part.samples]
-    held_out = [sample for part in eval_part for sample in part.samples]
+    held_out_samples = [window.sample for part in eval_part for window in part.windows]
+    exclude = held_out_lines(held_out_samples) | frozenset(held_out)
+    recalled = Counter[str]()
+    train = _with_memory(train_part, config, counter, memory, exclude, recalled)
+    held_out_set = _with_memory(eval_part, config, counter, memory, frozenset(), recalled)
+    chat_replies: Counter[int] = Counter()
+    held_out_ids = {id(part) for part in eval_part}
+    for part in train_part + eval_part:
+        coverage.add(part.items, part.covered, part.too_long, held_out=id(part) in held_out_ids)
+        chat_replies[part.chat_id] += sum(len(targets(w.sample)) for w in part.windows)
     stats.update(rules.stats)
+    stats.update({f"memory_{key}": value for key, value in recalled.items()})
     stats["samples_train"] = len(train)
-    stats["samples_eval"] = len(held_out)
+    stats["samples_eval"] = len(held_out_set)
     stats["owner_turns"] = sum(chat_replies.values())
     logger.info(
         "dataset: %d messages, %d samples (%d eval), drops %s",
         stats["messages_seen"],
-        len(train) + len(held_out),
-        len(held_out),
+        len(train) + len(held_out_set),
+        len(held_out_set),
         dict(sorted(drops.items())),
     )
     return DatasetBuild(
         train=train,
-        eval=held_out,
+        eval=held_out_set,
         drops=dict(sorted(drops.items())),
         conversations=len(built),
-        fingerprint=fingerprint(train, held_out),
+        fingerprint=fingerprint(train, held_out_set),
         stats=dict(sorted(stats.items())),
         dropped_reply_words={k: list(v) for k, v in sorted(rules.dropped_words.items())},
-        chat_replies=chat_replies,
-        eval_fingerprint=eval_fingerprint(held_out),
+        chat_replies=dict(chat_replies),
+        eval_fingerprint=eval_fingerprint(held_out_set),
+        coverage=coverage,
     )
+
+
+class Memory(Protocol):
+    """Searches the owner's messages (``storage.memory.MemoryReader`` does)."""
+
+    def recall(self, stems: Sequence[str], *, before: datetime, limit: int) -> Sequence[Any]:
+        """Found messages (with a ``text``), best first."""
+        ...
+
+
+def _with_memory(
+    parts: list[_Built],
+    config: DatasetConfig,
+    counter: TokenCounter,
+    memory: Memory | None,
+    exclude: Collection[str],
+    recalled: Counter[str],
+) -> list[Sample]:
+    """The parts' samples, each system message with its memory block (``training.memory``).
+
+    The query of a window is its last reply's user turns; the search looks before the
+    conversation's start. ``recalled`` counts samples with a block and the lines shown.
+    """
+    samples: list[Sample] = []
+    for part in parts:
+        prompts = exchange_prompts(part.items)
+        for window in part.windows:
+            sample = window.sample
+            request = memory_request(prompts[: window.end], part.start, config)
+            if memory is not None and request is not None:
+                found = memory.recall(request.stems, before=request.before, limit=request.limit)
+                system = memory_system(config, counter, [f.text for f in found], exclude)
+                shown = len(memory_snippets(system))
+                if shown:
+                    recalled["samples"] += 1
+                    recalled["lines"] += shown
+                sample = [{"role": "system", "content": system}, *sample[1:]]
+            samples.append(sample)
+    return samples
 
 
 def write_jsonl(path: Path, samples: Iterable[Sample]) -> int:

@@ -58,12 +58,16 @@ class DatasetConfig:
     drop_short: bool = True
     """Do not train on owner replies shorter than ``min_reply_words`` words (they stay as
     context; but see ``keep_short_ratio``)."""
+    match_owner_lengths: bool = True
+    """Train on a deterministic share of the short, filler and emoji-only replies, chosen so
+    that the training targets' lengths follow the owner's real ones. The others stay as
+    context (see ``training.coverage``); off, the rules above decide alone."""
     keep_short_ratio: float = 0.0
-    """Share of the short replies kept anyway, chosen deterministically, in [0, 1]. 0 drops
-    them all (the design analysis: short replies teach the clone to answer "ок" to anything);
-    the dataset report shows what a higher share does to the reply-length distribution."""
-    drop_short_prompt: bool = True
-    """Do not train on replies whose prompt has fewer than ``min_prompt_words`` words."""
+    """With ``match_owner_lengths`` off: share of the short replies trained on anyway, chosen
+    deterministically, in [0, 1]."""
+    drop_short_prompt: bool = False
+    """Do not train on replies whose prompt has fewer than ``min_prompt_words`` words (off by
+    default: the sample's history says what a short prompt refers to)."""
     drop_emoji_only: bool = True
     """Do not train on owner replies made only of emoji (and spaces/punctuation)."""
     drop_technical: bool = True
@@ -98,7 +102,16 @@ class DatasetConfig:
     eval_fraction: float = 0.1
     """Share of conversations held out for evaluation (the most recent ones), in [0, 1)."""
     sample_seed: int = 0
-    """Changes which short replies ``keep_short_ratio`` keeps, deterministically."""
+    """Changes which short replies are trained on (``match_owner_lengths``,
+    ``keep_short_ratio``), deterministically."""
+    memory: bool = field(default=True, metadata={"setting": "memory"})
+    """Put the owner's own earlier messages most relevant to the conversation into the
+    system message ("Things you have said before: ..."), in training and at serving."""
+    memory_k: int = field(default=5, metadata={"setting": "memory_k"})
+    """At most this many of the owner's messages in the memory block."""
+    memory_budget_tokens: int = field(default=200, metadata={"setting": "memory_budget_tokens"})
+    """Tokens the memory block may take, and at most a quarter of ``max_seq_tokens``; every
+    sample and prompt keeps them free for it."""
 
     def __post_init__(self) -> None:
         raise_if(self._field_problems(), "DatasetConfig")
@@ -115,6 +128,10 @@ class DatasetConfig:
                 problems.append(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0 <= self.keep_short_ratio <= 1:
             problems.append(f"keep_short_ratio must be in [0, 1], got {self.keep_short_ratio}")
+        if self.memory_k < 1:
+            problems.append(f"memory_k must be >= 1, got {self.memory_k}")
+        if self.memory_budget_tokens < 16:
+            problems.append(f"memory_budget_tokens must be >= 16, got {self.memory_budget_tokens}")
         if not 0 <= self.eval_fraction < 1:
             problems.append(f"eval_fraction must be in [0, 1), got {self.eval_fraction}")
         if self.max_pairs_per_sample < 1:
@@ -144,6 +161,10 @@ class DatasetConfig:
         if self.drop_short_prompt and self.min_prompt_words == 0:
             problems.append(
                 "drop_short_prompt is on but min_prompt_words is 0: nothing would be short"
+            )
+        if self.match_owner_lengths and self.keep_short_ratio > 0:
+            problems.append(
+                "keep_short_ratio applies only with match_owner_lengths off: set one of them"
             )
         if self.owner_starts == "neutral_prompt" and not self.neutral_prompt.strip():
             problems.append("owner_starts is neutral_prompt but neutral_prompt is empty")

@@ -11,8 +11,10 @@ eval set and two runs' eval losses measure different things. ``freeze_eval`` pin
   samples that share an owner reply with the frozen set are removed from training (nothing
   evaluated is trained on); the rest, the newly recent conversations included, train.
 * When the corpus no longer supports it (the owner deleted a chat with /forget, or the
-  dataset rules changed the text), the frozen set is replaced by the new build's eval set:
-  deleted messages must not live on in a frozen file.
+  dataset rules changed the text or turned memory off), the frozen set is replaced by the new
+  build's eval set: deleted messages must not live on in a frozen file.
+* ``frozen_lines`` gives the frozen set's owner lines before a build, so that no training
+  sample's memory block shows them (``build_dataset(held_out=...)``).
 
 Runs with the same ``DatasetBuild.eval_fingerprint`` were evaluated on the same samples.
 """
@@ -33,12 +35,28 @@ from training.dataset import (
     read_jsonl,
     write_jsonl,
 )
+from training.memory import held_out_lines, memory_snippets, system_prompt_of
 from training.samples import targets
 
 logger = logging.getLogger(__name__)
 
 FROZEN_SAMPLES = "frozen_eval.jsonl"
 FROZEN_META = "frozen_eval.json"
+
+
+def _prompts(samples: list[Sample]) -> set[str]:
+    return {system_prompt_of(sample[0]["content"]) for sample in samples}
+
+
+def _has_memory(samples: list[Sample]) -> bool:
+    return any(memory_snippets(sample[0]["content"]) for sample in samples)
+
+
+def frozen_lines(store_dir: Path) -> frozenset[str]:
+    """The owner lines of the frozen eval set in ``store_dir`` (empty when there is none):
+    the next build keeps them out of its training samples' memory blocks."""
+    frozen = _load(Path(store_dir))
+    return held_out_lines(frozen) if frozen else frozenset()
 
 
 def _replies(samples: list[Sample]) -> set[str]:
@@ -74,10 +92,12 @@ def freeze_eval(build: DatasetBuild, store_dir: Path) -> DatasetBuild:
     store_dir = Path(store_dir)
     frozen = _load(store_dir)
     everything = build.train + build.eval
-    system = {s[0]["content"] for s in everything}
+    # A memory block may differ from one build to the next (older messages imported since);
+    # the system prompt, and whether there are blocks at all, must not.
     supported = (
         frozen is not None
-        and {s[0]["content"] for s in frozen} <= system
+        and _prompts(frozen) <= _prompts(everything)
+        and _has_memory(frozen) == _has_memory(everything)
         and _replies(frozen) <= _replies(everything)
     )
     if frozen is None or not supported:

@@ -48,6 +48,7 @@ from training.style_eval import (
     DEFAULT_MAX_NEW_TOKENS,
     generate_ended,
     held_out_pairs,
+    pair_snippets,
     spread,
 )
 
@@ -171,7 +172,8 @@ def _style(
         save_quiz_set(adapter_dir, quiz_items(pairs, generated))
     except OSError as exc:  # the quiz is a bonus: the judgement stands without it
         logger.warning("the quiz set could not be written: %s", type(exc).__name__)
-    return style_scores([text for text, _ in generated], [real for _, real in pairs]), None
+    replies = [text for text, _ in generated]
+    return style_scores(replies, [real for _, real in pairs], pair_snippets(pairs)), None
 
 
 def _one_line(exc: BaseException) -> str:

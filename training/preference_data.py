@@ -25,7 +25,7 @@ from storage.corrections import ContextTurn, Correction
 from storage.reply_labels import ReplyLabel
 from training.chat_format import ChatMessage, TokenCounter
 from training.config import DatasetConfig
-from training.corrections import context_turns, fit_sample
+from training.corrections import context_turns, fit_sample, system_of
 from training.turns import shape_text
 
 if TYPE_CHECKING:
@@ -117,8 +117,8 @@ def _prompt(
         drops["preference_no_prompt"] += 1
         return None
     longest = max(replies, key=lambda text: counter.message("assistant", text))
-    system: ChatMessage = {"role": "system", "content": config.system_prompt}
     reply: ChatMessage = {"role": "assistant", "content": longest}
+    system = system_of(context, config)
     sample = fit_sample([system], turns, reply, counter, config.max_seq_tokens)
     if sample is None:
         drops["preference_too_long"] += 1

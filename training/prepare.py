@@ -13,12 +13,13 @@ from typing import Any
 from storage.corpus_reader import iter_corpus_rows
 from storage.corrections import load_corrections
 from storage.db import Database
+from storage.memory import MemoryReader
 from storage.messages import corpus_counts
 from storage.reply_labels import load_labels
 from training.config import TrainConfig
 from training.corrections import correction_samples
 from training.dataset import DatasetBuild, build_dataset, fingerprint, write_jsonl
-from training.frozen_eval import freeze_eval
+from training.frozen_eval import freeze_eval, frozen_lines
 from training.preference_data import PreferenceData, preference_data, write_preference_data
 from training.settings import PipelineSettings
 
@@ -75,17 +76,31 @@ def train_config(settings: PipelineSettings, run_dir: Path, build: DatasetBuild)
 
 
 async def build_corpus_dataset(
-    db: Database, settings: PipelineSettings, tokenizer: Any = None
+    db: Database, settings: PipelineSettings, tokenizer: Any = None, *, memory: bool = False
 ) -> DatasetBuild:
     """Build the dataset from every stored message, streamed, off the event loop.
 
     With `tokenizer` the windows are fitted to max_length exactly; without it (quick
-    figures such as /stats) the builder estimates token counts.
+    figures such as /stats) the builder estimates token counts. With `memory` (and MEMORY
+    on) each sample gets its memory block, searched in the database; the lines of the frozen
+    eval set stay out of the training samples' blocks.
     """
     config = settings.dataset_config()
-    return await asyncio.to_thread(
-        lambda: build_dataset(iter_corpus_rows(db.path), config, tokenizer=tokenizer)
-    )
+
+    def build() -> DatasetBuild:
+        if not (memory and config.memory):
+            return build_dataset(iter_corpus_rows(db.path), config, tokenizer=tokenizer)
+        held_out = frozen_lines(settings.eval_store)
+        with MemoryReader(db.path) as reader:
+            return build_dataset(
+                iter_corpus_rows(db.path),
+                config,
+                tokenizer=tokenizer,
+                memory=reader,
+                held_out=held_out,
+            )
+
+    return await asyncio.to_thread(build)
 
 
 def load_tokenizer(base_model: str) -> Any:
@@ -148,7 +163,7 @@ async def prepare_run(
     """
     await require_corpus(db)
     tokenizer = await asyncio.to_thread(load_tokenizer, model_path or settings.base_model_id())
-    build = await build_corpus_dataset(db, settings, tokenizer)
+    build = await build_corpus_dataset(db, settings, tokenizer, memory=True)
     # The eval set stays the same across runs while its replies are still in the data, so
     # eval_loss of successive runs (and the quality gate) compare like with like.
     build = await asyncio.to_thread(freeze_eval, build, settings.eval_store)

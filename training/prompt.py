@@ -2,21 +2,29 @@
 
 ``PromptBuilder`` holds what an engine needs for one adapter: its ``clone.json`` (template,
 system prompt, the dataset rules that shaped its samples) and its tokenizer. ``turns`` shapes a
-chat's messages with the turn shaper (``training.turns``), fitted to the prompt's token budget;
+chat's messages with the turn shaper (``training.turns``), fitted to the prompt's token budget
+(less the memory block's reserve); ``with_memory`` puts the system message with the memory
+block first (``training.memory``, searched in the database as the training samples were);
 ``text`` renders them with ``training.chat_format``; ``token_ids`` tokenizes that text, for
 servers that should not parse text into control tokens again.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from storage.db import Database
+from storage.memory import INDEX_VERSION, recall
 from storage.models import MessageRecord
 from training.chat_format import ChatMessage, CloneSpec, TokenCounter, render, render_prompt
 from training.config import GenerationSettings
+from training.memory import memory_request, memory_reserve, memory_system
 from training.turns import ServingTurns, check_control_tokens, serving_turns
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -52,11 +60,19 @@ class PromptBuilder:
         self.budget = spec.dataset.max_seq_tokens - generation.max_new_tokens
         """Tokens the whole prompt may take."""
         self._opening = self._generation_prompt_tokens()
-        if self.budget - self._counter.system - self._opening < MIN_TURN_TOKENS:
+        self._reserve = memory_reserve(spec.dataset)
+        if self.budget - self._counter.system - self._opening - self._reserve < MIN_TURN_TOKENS:
             raise ValueError(
                 f"max_new_tokens ({generation.max_new_tokens}) leaves too little of the "
                 f"adapter's {spec.dataset.max_seq_tokens} tokens for the prompt; lower "
                 "GENERATION_MAX_NEW_TOKENS"
+            )
+        if spec.dataset.memory and spec.memory_index_version != INDEX_VERSION:
+            logger.warning(
+                "the adapter learnt from memory index version %s, this database has %s: "
+                "its memory blocks may differ from the ones it was trained with",
+                spec.memory_index_version,
+                INDEX_VERSION,
             )
 
     def turns(
@@ -72,12 +88,27 @@ class PromptBuilder:
             self.spec.dataset,
             now=now,
             reply_to=reply_to,
-            budget=self.budget - self._counter.system - self._opening,
+            budget=self.budget - self._counter.system - self._opening - self._reserve,
             cost=self._counter.message,
         )
 
+    def system(self, recalled: Sequence[str]) -> str:
+        """The system message with the memory block of the found messages (best first)."""
+        return memory_system(self.spec.dataset, self._counter, recalled)
+
+    async def with_memory(self, shaped: ServingTurns, db: Database) -> list[ChatMessage]:
+        """The prompt's messages: the system message, with the memory block the adapter's
+        training samples would have had for these turns, then the turns."""
+        request = memory_request(shaped.prompts, shaped.start, self.spec.dataset)
+        recalled: list[str] = []
+        if request is not None:
+            found = await recall(db, request.stems, before=request.before, limit=request.limit)
+            recalled = [item.text for item in found]
+        return [{"role": "system", "content": self.system(recalled)}, *shaped.messages]
+
     def text(self, turns: Sequence[ChatMessage]) -> str:
-        """The prompt text: system message, turns, and the opening of the clone's turn."""
+        """The prompt text: system message (``turns``' own first one, else the adapter's
+        system prompt), turns, and the opening of the clone's turn."""
         return render_prompt(self._tokenizer(), self.spec, turns)
 
     def token_ids(self, turns: Sequence[ChatMessage]) -> list[int]:

@@ -2,8 +2,11 @@
 
 ``build_report`` measures a ``DatasetBuild``; ``format_report`` renders it for the terminal,
 ``format_short`` in a few lines for the bot's /stats, and ``save_length_histogram`` draws the
-owner-reply lengths kept vs dropped as a PNG. Random samples shown are scrubbed of private
-data whatever the build's settings, since a report is made to be looked at and shared.
+lengths of the owner's real turns beside those of the training targets as a PNG. Coverage
+(``training.coverage``) says where every owner turn went: trained on, held out for
+evaluation, in context only, or dropped (with the reason). Random samples shown are
+scrubbed of private data whatever the build's settings, since a report is made to be looked
+at and shared.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from training.chat_format import TokenCounter
 from training.config import DatasetConfig
@@ -59,6 +62,13 @@ class DatasetReport:
     fingerprint: str
     kept_reply_words: list[int] = field(default_factory=list)
     dropped_reply_words: dict[str, list[int]] = field(default_factory=dict)
+    coverage: dict[str, Any] = field(default_factory=dict)
+    """``Coverage.to_dict()``: trained, held_out, context, dropped (by reason), in_samples."""
+    owner_words: tuple[int, int, int] = (0, 0, 0)
+    """p10, p50, p90 of the owner's real turns (all of them, merged bursts) in words."""
+    owner_turn_words: list[int] = field(default_factory=list)
+    memory_samples: int = 0
+    """Samples whose system message holds a memory block."""
 
 
 def _percentiles(values: list[int]) -> tuple[int, int, int]:
@@ -136,11 +146,34 @@ def build_report(
         fingerprint=build.fingerprint,
         kept_reply_words=kept_words,
         dropped_reply_words={k: list(v) for k, v in build.dropped_reply_words.items()},
+        coverage=build.coverage.to_dict(),
+        owner_words=_percentiles(build.coverage.real_words),
+        owner_turn_words=list(build.coverage.real_words),
+        memory_samples=build.stats.get("memory_samples", 0),
     )
 
 
 def _p(values: tuple[int, int, int]) -> str:
     return f"p10 {values[0]} / p50 {values[1]} / p90 {values[2]}"
+
+
+def coverage_lines(report: DatasetReport) -> list[str]:
+    """Where the owner's turns went, and their real lengths beside the targets'."""
+    coverage = report.coverage
+    if not coverage:
+        return []
+    dropped: dict[str, int] = coverage["dropped"]
+    total = coverage["trained"] + coverage["held_out"] + coverage["context"]
+    total += sum(dropped.values())
+    reasons = ", ".join(f"{reason} {count}" for reason, count in _top(dropped, len(dropped)))
+    return [
+        f"Your turns: {total}; trained on {coverage['trained']}, held out for evaluation "
+        f"{coverage['held_out']}, context only {coverage['context']}, dropped "
+        f"{sum(dropped.values())}" + (f" ({reasons})" if reasons else ""),
+        f"In some sample: {coverage['in_samples']:.0%} of your turns",
+        f"Words, your real turns: {_p(report.owner_words)}",
+        f"Words, training targets: {_p(report.reply_words)}",
+    ]
 
 
 def format_report(report: DatasetReport) -> str:
@@ -149,12 +182,13 @@ def format_report(report: DatasetReport) -> str:
     lines = [
         f"Samples: {report.samples_train} train / {report.samples_eval} eval "
         f"from {report.conversations} conversations",
-        f"Turns: {report.turns} ({report.owner_replies} owner replies)",
+        f"Turns: {report.turns} ({report.owner_replies} owner replies trained on or held out)",
         f"Tokens ({how}): {report.tokens_total} total, longest sample {report.tokens_max}",
-        f"Owner reply words: {_p(report.reply_words)}",
-        f"Owner reply chars: {_p(report.reply_chars)}",
+        *coverage_lines(report),
+        f"Owner reply chars (targets): {_p(report.reply_chars)}",
         f"Replies with emoji: {report.emoji_rate:.1%}",
-        "Dropped by rule:",
+        f"Samples with a memory block: {report.memory_samples}",
+        "Not trained on, by rule:",
     ]
     lines += [f"  {reason}: {count}" for reason, count in sorted(report.drops.items())] or [
         "  nothing"
@@ -174,18 +208,33 @@ def format_report(report: DatasetReport) -> str:
 
 
 def format_short(report: DatasetReport) -> str:
-    """Four lines for the bot's /stats."""
+    """A few lines for the bot's /stats."""
     dropped = sum(report.drops.values())
     top = ", ".join(f"{reason} {count}" for reason, count in _top(report.drops, 3))
     return "\n".join(
         [
             f"Training samples: {report.samples_train} train / {report.samples_eval} eval "
             f"from {report.conversations} conversations",
-            f"Owner replies: {report.owner_replies}, words {_p(report.reply_words)}",
+            *_short_coverage(report),
             f"Tokens: {report.tokens_total}; replies with emoji {report.emoji_rate:.0%}",
-            f"Filtered out: {dropped}" + (f" (most: {top})" if top else ""),
+            f"Not trained on: {dropped}" + (f" (most: {top})" if top else ""),
         ]
     )
+
+
+def _short_coverage(report: DatasetReport) -> list[str]:
+    coverage = report.coverage
+    if not coverage:
+        return [f"Owner replies: {report.owner_replies}, words {_p(report.reply_words)}"]
+    dropped = sum(coverage["dropped"].values())
+    real, target = report.owner_words, report.reply_words
+    return [
+        f"Your turns: trained {coverage['trained']}, held out {coverage['held_out']}, "
+        f"context {coverage['context']}, dropped {dropped} "
+        f"({coverage['in_samples']:.0%} in samples)",
+        f"Words p10/p50/p90: yours {real[0]}/{real[1]}/{real[2]}, "
+        f"targets {target[0]}/{target[1]}/{target[2]}",
+    ]
 
 
 def _top(counts: dict[str, int], n: int) -> list[tuple[str, int]]:
@@ -193,34 +242,44 @@ def _top(counts: dict[str, int], n: int) -> list[tuple[str, int]]:
 
 
 def save_length_histogram(build_or_report: DatasetBuild | DatasetReport, path: Path) -> Path:
-    """Write a PNG histogram of owner-reply lengths in words, kept vs dropped; return it."""
+    """Write a PNG of the owner's real turn lengths beside the training targets'; return it.
+
+    Both are drawn as shares of their own totals, so the shapes compare directly.
+    """
     import matplotlib
 
     matplotlib.use("Agg")  # no display on a server; must precede pyplot
     import matplotlib.pyplot as plt
 
     if isinstance(build_or_report, DatasetReport):
-        kept = build_or_report.kept_reply_words
-        dropped_by = build_or_report.dropped_reply_words
+        targets_words = build_or_report.kept_reply_words
+        real = build_or_report.owner_turn_words
     else:
         samples = build_or_report.train + build_or_report.eval
-        kept = [word_count(r) for r in _replies(samples)]
-        dropped_by = build_or_report.dropped_reply_words
-    dropped = [w for words in dropped_by.values() for w in words]
-    cap = 60  # longer replies share the last bin so the common lengths stay readable
+        targets_words = [word_count(r) for r in _replies(samples)]
+        real = build_or_report.coverage.real_words
+    cap = 60  # longer turns share the last bin so the common lengths stay readable
     bins = list(range(0, cap + 2))
     figure, axes = plt.subplots(figsize=(8, 4.5), dpi=100)
     try:
-        axes.hist(
-            [[min(w, cap) for w in kept], [min(w, cap) for w in dropped]],
-            bins=bins,
-            stacked=True,
-            label=[f"kept ({len(kept)})", f"dropped ({len(dropped)})"],
-            color=["#3b7dd8", "#d8573b"],
-        )
-        axes.set_xlabel(f"owner reply length, words ({cap}+ in the last bin)")
-        axes.set_ylabel("replies")
-        axes.set_title("Owner replies: kept vs dropped")
+        for values, label, color in (
+            (real, f"your real turns ({len(real)})", "#d8573b"),
+            (targets_words, f"training targets ({len(targets_words)})", "#3b7dd8"),
+        ):
+            if values:
+                weights = [1 / len(values)] * len(values)
+                axes.hist(
+                    [min(w, cap) for w in values],
+                    bins=bins,
+                    weights=weights,
+                    histtype="step",
+                    linewidth=1.8,
+                    label=label,
+                    color=color,
+                )
+        axes.set_xlabel(f"turn length, words ({cap}+ in the last bin)")
+        axes.set_ylabel("share of turns")
+        axes.set_title("Your turns and the training targets")
         axes.legend()
         figure.tight_layout()
         path = Path(path)

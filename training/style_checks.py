@@ -18,6 +18,11 @@ They are pure and cheap, so the definitions below are the whole story:
   never cross two replies). 1.0 means no word pair repeats; a clone stuck on one phrase
   drifts towards 0. It falls as replies pile up, so compare it with the owner's own figure
   on the same number of replies (``style_distinct_2_owner``).
+* ``memory_overlap``: among the replies whose prompt had a memory block
+  (``training.memory``), the share that has a content word in common with one of its lines
+  (``training.words.share_content_word``): whether the clone uses what it is shown. The
+  owner's own replies to the same prompts give the reference (``style_memory_overlap_owner``);
+  absent when no prompt had a block.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from collections.abc import Sequence
 from itertools import pairwise
 
 from training.report import has_emoji
+from training.words import share_content_word
 
 _APOSTROPHE = "['’]"
 ASSISTANT_PATTERNS: tuple[str, ...] = (
@@ -133,11 +139,27 @@ def distinct_2(replies: Sequence[str]) -> float:
     return len(set(bigrams)) / len(bigrams)
 
 
-def style_scores(generated: Sequence[str], real: Sequence[str]) -> dict[str, float]:
-    """Every style figure, keyed as stored with a run's metrics (``style_*``)."""
+def memory_overlap(replies: Sequence[str], snippets: Sequence[Sequence[str]]) -> float | None:
+    """Share of the replies with a memory block that share a content word with it (None:
+    no reply had a block)."""
+    pairs = [(reply, lines) for reply, lines in zip(replies, snippets, strict=True) if lines]
+    if not pairs:
+        return None
+    return sum(share_content_word(reply, list(lines)) for reply, lines in pairs) / len(pairs)
+
+
+def style_scores(
+    generated: Sequence[str],
+    real: Sequence[str],
+    snippets: Sequence[Sequence[str]] | None = None,
+) -> dict[str, float]:
+    """Every style figure, keyed as stored with a run's metrics (``style_*``).
+
+    ``snippets``: the memory block lines of each reply's prompt (the same order).
+    """
     if not generated or not real:
         raise ValueError("style checks need at least one generated and one real reply")
-    return {
+    scores = {
         "style_length_distance": length_distance(generated, real),
         "style_emoji_rate_distance": emoji_rate_distance(generated, real),
         "style_assistant_share": assistant_share(generated),
@@ -145,3 +167,8 @@ def style_scores(generated: Sequence[str], real: Sequence[str]) -> dict[str, flo
         "style_distinct_2_owner": distinct_2(real),
         "style_samples": float(len(generated)),
     }
+    overlap = memory_overlap(generated, snippets) if snippets is not None else None
+    if overlap is not None and snippets is not None:
+        scores["style_memory_overlap"] = overlap
+        scores["style_memory_overlap_owner"] = memory_overlap(real, snippets) or 0.0
+    return scores

@@ -4,12 +4,13 @@ Run as ``python -m training.style_eval --adapter DIR --eval-file eval.jsonl``; i
 JSON line: the ``training.style_checks`` figures (``style_*``) and ``style_samples``, or
 ``{"error": ...}`` with exit status 1.
 
-What is compared: each eval sample (``{"messages": [...]}``, as ``bot/run_setup`` writes
-``eval.jsonl``) gives one pair, its *last* owner reply and the turns before it. The turns
-are rendered with ``render_prompt``, i.e. the adapter's own system prompt and chat template
-from clone.json, exactly as serving renders them; the sample's own system message is not
-used. Earlier owner replies in a sample stay in the context but are not scored, so each
-conversation window counts once.
+What is compared: each eval sample (``{"messages": [...]}``, as ``training.prepare`` writes
+``eval.jsonl``) gives one pair, its *last* owner reply and the messages before it. They are
+rendered with ``render_prompt``, with the adapter's chat template from clone.json and the
+sample's own system message (the system prompt and the sample's memory block, the one
+serving would build for those turns), exactly as serving renders them. Earlier owner
+replies in a sample stay in the context but are not scored, so each conversation window
+counts once.
 
 How replies are generated: as the bot would answer, with clone.json's generation settings
 (``max_new_tokens`` capped by ``--max-new-tokens``), stopping at ``<|im_end|>`` or
@@ -42,6 +43,7 @@ from training.chat_format import (
 )
 from training.config import GenerationSettings
 from training.dataset import Sample, read_jsonl
+from training.memory import memory_snippets
 from training.modeling import Device, load_adapter_tokenizer, load_base_model
 from training.style_checks import style_scores
 
@@ -55,18 +57,28 @@ DEFAULT_MAX_NEW_TOKENS = 64
 
 
 def held_out_pairs(samples: Sequence[Sample]) -> list[tuple[list[ChatMessage], str]]:
-    """(turns before the last owner reply, that reply) for each sample with an owner reply.
+    """(messages before the last owner reply, that reply) for each sample with an owner reply.
 
-    System messages are dropped: the prompt takes its system message from clone.json.
+    The messages start with the sample's system message (with its memory block).
     """
     pairs = []
     for sample in samples:
-        turns = [m for m in sample if m["role"] != "system"]
+        turns: list[ChatMessage] = [{"role": m["role"], "content": m["content"]} for m in sample]
         last = max((i for i, m in enumerate(turns) if m["role"] == "assistant"), default=None)
         if last is None or not turns[last]["content"].strip():
             continue
         pairs.append((turns[:last], turns[last]["content"]))
     return pairs
+
+
+def pair_snippets(pairs: Sequence[tuple[list[ChatMessage], str]]) -> list[list[str]]:
+    """The memory block lines each pair's prompt showed ([] for none)."""
+    return [
+        memory_snippets(history[0]["content"])
+        if history and history[0]["role"] == "system"
+        else []
+        for history, _ in pairs
+    ]
 
 
 def spread(items: Sequence[Any], limit: int) -> list[Any]:
@@ -172,7 +184,7 @@ def style_eval(
         device=device,
     )
     logger.info("generated %d replies for the style checks", len(generated))
-    return style_scores(generated, [real for _, real in pairs])
+    return style_scores(generated, [real for _, real in pairs], pair_snippets(pairs))
 
 
 def main(argv: list[str] | None = None) -> int:

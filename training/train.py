@@ -17,10 +17,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from storage.memory import INDEX_VERSION
 from training.chat_format import PAD_TOKEN, CloneSpec, save_clone_spec, tokenize_for_training
 from training.config import TrainConfig
 from training.dataset import fingerprint, read_jsonl
 from training.gpus import BatchPlan, batch_plan, process_count, process_gpu
+from training.memory import system_prompt_of
 from training.modeling import Precision, attention_implementation, nf4_config
 from training.preference import final_metrics, preference_stage
 from training.preflight import PreflightError, check_training_hardware, locate_model
@@ -135,7 +137,8 @@ def load_datasets(
         path = config.train_file if name == "train" else config.eval_file
         rows: dict[str, list[list[int]]] = {"input_ids": [], "assistant_masks": []}
         for number, sample in enumerate(samples, start=1):
-            if not sample or sample[0]["content"] != config.dataset.system_prompt:
+            system = sample[0]["content"] if sample else ""
+            if not sample or system_prompt_of(system) != config.dataset.system_prompt:
                 raise ValueError(
                     f"{path}: sample {number} does not start with the run's system prompt "
                     "(TrainConfig.dataset.system_prompt); build the dataset with the run's "
@@ -346,6 +349,7 @@ def save_adapter(
         dataset_size=int(info["dataset_size"]),
         dataset_fingerprint=str(info["dataset_fingerprint"]),
         precision=precision,
+        memory_index_version=INDEX_VERSION if config.dataset.memory else 0,
     )
     save_clone_spec(adapter_dir, spec)
     shutil.rmtree(config.output_dir / CHECKPOINTS_DIRNAME, ignore_errors=True)

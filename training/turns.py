@@ -35,7 +35,7 @@ sample's prefix, byte for byte, whenever the window's budget does not bind diffe
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -337,6 +337,12 @@ def exchanges(conversation: Conversation, config: DatasetConfig) -> tuple[list[E
     return made, dropped_opener
 
 
+def exchange_prompts(items: Iterable[Exchange]) -> list[str]:
+    """The user turn of each exchange ("" for an opening owner turn), in order: what the
+    memory block's search reads (``training.memory.memory_request``)."""
+    return [item.prompt.text if item.prompt is not None else "" for item in items]
+
+
 def fit_window(costs: Sequence[int], end: int, budget: int, max_items: int) -> int:
     """Where a window ending at ``end`` (exclusive) starts: the newest items within budget.
 
@@ -392,6 +398,10 @@ class ServingTurns:
     """User/assistant turns, oldest first, ending on the user turn to answer."""
     cut: bool
     """The incoming turn was too long and lost its oldest text."""
+    prompts: list[str]
+    """The conversation's user turns, the incoming one whole (``exchange_prompts``)."""
+    start: datetime
+    """When the conversation started (the memory block looks only before it)."""
 
 
 def serving_turns(
@@ -455,4 +465,5 @@ def serving_turns(
     start = fit_window(costs, len(costs), budget, config.max_pairs_per_sample)
     messages = exchange_messages(history[start:], weights=False)
     messages.append({"role": "user", "content": text})
-    return ServingTurns(messages, cut)
+    prompts = [*exchange_prompts(history), incoming.text]
+    return ServingTurns(messages, cut, prompts, conversation.start)

@@ -43,8 +43,9 @@ class ReplyEngine(Protocol):
     async def generate(self, history: Sequence[ChatMessage]) -> str: ...
 
     def stream(self, history: Sequence[ChatMessage]) -> AsyncIterator[str]:
-        """The reply to shaped turns (``PromptBuilder.turns``) as it is generated: text
-        pieces whose concatenation is the reply."""
+        """The reply to shaped turns (``PromptBuilder.turns``, with the system message of
+        ``PromptBuilder.with_memory`` first) as it is generated: text pieces whose
+        concatenation is the reply."""
         ...
 
     async def release(self) -> None:

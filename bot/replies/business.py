@@ -120,7 +120,7 @@ class AutoReplier:
             business_connection_id=connection_id,
         )
         records = await self._history(chat_id, new)
-        answered = await answer(self._engine, self._bot, records, delivery)
+        answered = await answer(self._engine, self._bot, records, delivery, db=self._db)
         if answered is None:
             logger.info("auto-reply skipped in chat %s: nothing to answer", chat_id)
             return

@@ -56,7 +56,7 @@ async def reply_to_burst(
     stored = await services.history.recent(chat_id, HISTORY_READ_LIMIT, _EPOCH)
     records = await chat_records(services.db, chat_id, [*stored, *new_turns])
     try:
-        answered = await answer(services.engine, bot, records, delivery)
+        answered = await answer(services.engine, bot, records, delivery, db=services.db)
     except asyncio.CancelledError:
         raise  # shutting down: the database may be closed already
     except Exception as exc:
@@ -88,12 +88,9 @@ async def reply_to_burst(
 
 
 def context_of(messages: Sequence[ChatMessage]) -> list[ContextTurn]:
-    """Shaped turns (no system message) as storage keeps a reply's prompt."""
-    return [
-        {"role": "assistant" if m["role"] == "assistant" else "user", "content": m["content"]}
-        for m in messages
-        if m["role"] != "system"
-    ]
+    """A reply's prompt as storage keeps it: its system message (memory block included) and
+    its shaped turns."""
+    return [{"role": m["role"], "content": m["content"]} for m in messages]
 
 
 async def prompt_of_reply(

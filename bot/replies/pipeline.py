@@ -1,8 +1,9 @@
 """One reply pipeline for every way the clone answers: chat, group talk, Business auto-reply.
 
-stored messages → turns (the serving adapter's turn shaper, ``PromptBuilder.turns``) →
-engine → Telegram (streamed or whole, with 'typing…' while nothing shows) → the caller stores
-the exchange. ``failure_text`` is the one place where engine errors become words for a user.
+stored messages → turns (the serving adapter's turn shaper, ``PromptBuilder.turns``) → the
+system message with the memory block (``PromptBuilder.with_memory``) → engine → Telegram
+(streamed or whole, with 'typing…' while nothing shows) → the caller stores the exchange.
+``failure_text`` is the one place where engine errors become words for a user.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from bot.engine.base import (
     ReplyEngine,
 )
 from bot.replies.streaming import EMPTY_REPLY, ReplyActivity, ReplyStream, SentReply, send_reply
+from storage.db import Database
 from storage.models import MessageRecord
 from training.chat_format import ChatMessage
 
@@ -92,6 +94,7 @@ class Answered:
     """A reply that went out: the turns it answered and the messages that carry it."""
 
     turns: list[ChatMessage]
+    """The prompt's messages, its system message (with the memory block) first."""
     sent: SentReply
     cut: bool
     """The incoming turn was cut to fit the prompt (see ``CUT_NOTICE``)."""
@@ -138,6 +141,7 @@ async def answer(
     records: Sequence[MessageRecord],
     delivery: Delivery,
     *,
+    db: Database,
     now: datetime | None = None,
 ) -> Answered | None:
     """Reply in one chat to its newest messages, given the chat's stored history.
@@ -145,6 +149,7 @@ async def answer(
     Args:
         records: the chat's messages oldest first, the new ones last: the owner's (and the
             clone's) as ``is_owner``, everyone else's as the other side.
+        db: where the memory block's search looks (the owner's messages).
         now: when the reply is written (default: now).
 
     Returns None, sending nothing, when there is nothing to answer (the owner spoke last, or
@@ -156,6 +161,7 @@ async def answer(
     shaped = prompts.turns(records, now=now or datetime.now(UTC), reply_to=delivery.reply_to)
     if shaped is None:
         return None
+    history = await prompts.with_memory(shaped, db)
     requests = asyncio.Lock()  # one Bot API request at a time in this chat
     activity = ReplyActivity()
     async with typing(bot, delivery, requests, activity):
@@ -170,9 +176,9 @@ async def answer(
                 requests=requests,
                 activity=activity,
             )
-            sent = await stream.run(engine.stream(shaped.messages))
+            sent = await stream.run(engine.stream(history))
         else:
-            text = await engine.generate(shaped.messages)
+            text = await engine.generate(history)
             if not text.strip() and delivery.business_connection_id is not None:
                 logger.info("empty generation in chat %s: nothing sent", delivery.chat_id)
                 return None  # as the owner, saying nothing beats a placeholder
@@ -188,4 +194,4 @@ async def answer(
             )
     if sent.text == EMPTY_REPLY:
         logger.info("empty generation in chat %s", delivery.chat_id)
-    return Answered(shaped.messages, sent, shaped.cut)
+    return Answered(history, sent, shaped.cut)

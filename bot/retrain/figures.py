@@ -39,6 +39,7 @@ STYLE_LEGEND = (
     "  emoji gap: difference in the share of replies with an emoji",
     '  assistant-like: replies such as "As an AI…" or "Конечно! Вот…" (want 0%)',
     "  distinct-2: share of unique word pairs; lower than yours = repetitive",
+    "  memory use: replies sharing a word with what memory showed (yours for reference)",
 )
 
 
@@ -56,6 +57,11 @@ def format_style(metrics: Mapping[str, float]) -> str | None:
         if "style_distinct_2_owner" in metrics:
             distinct += f" (yours {metrics['style_distinct_2_owner']:.2f})"
         parts.append(distinct)
+    if "style_memory_overlap" in metrics:
+        use = f"memory use {metrics['style_memory_overlap']:.0%}"
+        if "style_memory_overlap_owner" in metrics:
+            use += f" (yours {metrics['style_memory_overlap_owner']:.0%})"
+        parts.append(use)
     if not parts:
         return None
     if "style_samples" in metrics:

@@ -69,6 +69,9 @@ class ScriptedEngine:
         self.paused = False
         self.error: Exception | None = None  # raised by every request while set
         self.histories: list[list[ChatMessage]] = []
+        """The turns of each request (without its system message)."""
+        self.systems: list[str] = []
+        """The system message of each request (the system prompt and its memory block)."""
         self._adapter: Path | None = Path("scripted")
         self.released = False
         self._prompts = scripted_prompts(dataset)
@@ -95,7 +98,10 @@ class ScriptedEngine:
             raise EnginePausedError("the accelerator is lent to a training run")
         if self.error is not None:
             raise self.error
-        self.histories.append(list(history))
+        system, *turns = history
+        assert system["role"] == "system", "the reply pipeline puts the system message first"
+        self.systems.append(system["content"])
+        self.histories.append(turns)
         await asyncio.sleep(self.delay)
         last = history[-1]["content"]
         if self.fail:

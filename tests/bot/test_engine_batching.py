@@ -226,7 +226,7 @@ async def test_unloadable_adapter_promoted_while_released_falls_back_on_restore(
 
 async def test_bad_history_fails_alone(engine: CloneEngine, adapter: Path) -> None:
     await engine.load_adapter(adapter)
-    bad: list[Any] = [{"role": "system", "content": "not a chat turn"}]
+    bad: list[Any] = [{"role": "user", "content": "hi"}, {"role": "system", "content": "late"}]
     good, failed = await asyncio.gather(
         engine.generate(ask(QUESTIONS[0])), engine.generate(bad), return_exceptions=True
     )

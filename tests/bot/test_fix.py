@@ -23,6 +23,7 @@ from tests.export_factory import OWNER_ID, write_full_export
 from tests.fake_telegram import builders
 from tests.fake_telegram.server import FakeTelegramServer
 from tests.tiny_model import TOKENIZER_DIR
+from training.config import DEFAULT_SYSTEM_PROMPT
 from training.prepare import prepare_run
 
 OWNER = builders.user(OWNER_ID, "Owner")
@@ -70,7 +71,10 @@ async def test_fix_is_stored_and_trains_the_next_run(
             OWNER_ID, lambda m: "/fix corrections (trained on next run): 1" in m.get("text", "")
         )
     assert correction.chat_id == OWNER_ID
-    assert correction.context == [{"role": "user", "content": "Пойдём в кино сегодня?"}]
+    assert correction.context == [
+        {"role": "system", "content": DEFAULT_SYSTEM_PROMPT},
+        {"role": "user", "content": "Пойдём в кино сегодня?"},
+    ]
     assert correction.clone_text == "re: Пойдём в кино сегодня?"
     assert correction.better_text == BETTER
 

@@ -23,6 +23,7 @@ from tests.bot.scripted_engine import ScriptedEngine
 from tests.export_factory import OWNER_ID
 from tests.fake_telegram import builders
 from tests.fake_telegram.server import FakeTelegramServer
+from training.config import DEFAULT_SYSTEM_PROMPT
 
 OWNER = builders.user(OWNER_ID, "Owner")
 OWNER_CHAT = builders.private_chat(OWNER)
@@ -55,8 +56,12 @@ async def test_reactions_label_the_reply_and_follow_every_change(
         await settle(app, fake_telegram)
         stored = await turn_for_message(db, OWNER_ID, reply["message_id"])
         assert stored is not None
-        # What the clone saw is kept with the reply.
-        prompt = [{"role": "user", "content": QUESTION}]
+        # What the clone saw is kept with the reply: its system message (no memory block:
+        # nothing of the owner's is stored here) and the turns.
+        prompt = [
+            {"role": "system", "content": DEFAULT_SYSTEM_PROMPT},
+            {"role": "user", "content": QUESTION},
+        ]
         assert await prompt_of_turn(db, stored.turn_id) == prompt
 
         [good] = await _react(app, fake_telegram, OWNER, reply["message_id"], ["👍"])
@@ -119,7 +124,10 @@ async def test_label_buttons_stand_in_where_reactions_do_not_arrive(
         await settle(app, fake_telegram)
         [label] = await load_labels(db)
         assert (label.label, label.source) == ("bad", "button")
-        assert label.context == [{"role": "user", "content": QUESTION}]
+        assert label.context == [
+            {"role": "system", "content": DEFAULT_SYSTEM_PROMPT},
+            {"role": "user", "content": QUESTION},
+        ]
         assert fake_telegram.calls_to("answerCallbackQuery")[-1]["text"].startswith("Noted")
 
         # A friend's chat with the clone gets no buttons: they are for the owner's replies.

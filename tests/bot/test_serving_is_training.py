@@ -3,7 +3,8 @@
 Conversations are stored through the real import and the real live-capture paths, the real app
 answers through ENGINE=openai against the fake vLLM (so the prompt it sends is observable, as
 token ids), and the training sample of the same turns is built from the same database by the
-real dataset builder with the adapter's own clone.json.
+real dataset builder with the adapter's own clone.json, its memory blocks searched in the same
+FTS5 index (memory is on in these adapters).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import pytest
 from bot.settings import Settings
 from storage.db import Database
 from storage.importer import import_export
+from storage.memory import MemoryReader
 from storage.messages import load_corpus
 from storage.runs import add_adapter
 from tests.adapters import greedy_reply, make_adapter
@@ -62,6 +64,54 @@ async def _serve(settings: Settings, adapter: Path) -> None:
     await db.close()
 
 
+async def _served(
+    fake_telegram: FakeTelegramServer,
+    fake_openai: FakeOpenAIServer,
+    adapter: Path,
+    tmp_path: Path,
+    **overrides: Any,
+) -> Settings:
+    """Settings of a bot that answers through the fake vLLM, serving ``adapter``."""
+    settings = bot_settings(
+        fake_telegram,
+        tmp_path / "data",
+        engine="openai",
+        openai_base_url=fake_openai.url,
+        **overrides,
+    )
+    await _serve(settings, adapter)
+    return settings
+
+
+async def _business_exchange(
+    settings: Settings,
+    fake_telegram: FakeTelegramServer,
+    fake_openai: FakeOpenAIServer,
+    adapter: Path,
+    incoming: list[tuple[int, str]],
+    reply: tuple[int, str],
+) -> str:
+    """FRIEND's messages arrive live through the owner's Business connection and get an
+    auto-reply; then the owner answers for real (that reply is the training target). Returns
+    the auto-reply's prompt."""
+    async with running_clone(settings) as app:
+        connection = builders.business_connection(CONNECTION, OWNER)
+        fake_telegram.push_update({"business_connection": connection})
+        await settle(app, fake_telegram)
+        for message_id, text in incoming:
+            fake_telegram.push_update(
+                builders.business_message_update(CONNECTION, FRIEND_CHAT, FRIEND, text, message_id)
+            )
+        await fake_telegram.wait_until(lambda: fake_openai.bodies("completions"))
+        await settle(app, fake_telegram)
+        prompt = _prompt(fake_openai, adapter)
+        fake_telegram.push_update(
+            builders.business_message_update(CONNECTION, FRIEND_CHAT, OWNER, reply[1], reply[0])
+        )
+        await settle(app, fake_telegram)
+    return prompt
+
+
 def _prompt(server: FakeOpenAIServer, adapter: Path) -> str:
     """The one completion's prompt, decoded (the engine sends token ids)."""
     [body] = server.bodies("completions")
@@ -74,8 +124,10 @@ async def _training_prefix(settings: Settings, adapter: Path, reply: str) -> str
     records = await load_corpus(db)
     await db.close()
     spec = load_clone_spec(adapter)
+    assert spec.dataset.memory
     tokenizer = load_adapter_tokenizer(adapter, "")
-    build = build_dataset(records, spec.dataset, tokenizer)
+    with MemoryReader(settings.database_path) as memory:
+        build = build_dataset(records, spec.dataset, tokenizer, memory=memory)
     [sample] = [s for s in build.train + build.eval if targets(s)[-1:] == [reply]]
     text = render(tokenizer, sample, chat_template=spec.chat_template, add_generation_prompt=False)
     return text[: text.rindex(OPENING) + len(OPENING)]
@@ -83,9 +135,14 @@ async def _training_prefix(settings: Settings, adapter: Path, reply: str) -> str
 
 def _export(path: Path, lines: list[tuple[dict[str, Any], str]], start: float) -> Path:
     """A single-chat export with FRIEND: one message a minute from ``start`` (unix time)."""
+    return _export_at(path, [(s, t, start + 60 * i) for i, (s, t) in enumerate(lines, 1)])
+
+
+def _export_at(path: Path, lines: list[tuple[dict[str, Any], str, float]]) -> Path:
+    """A single-chat export with FRIEND, each message at its own unix time."""
     messages = []
-    for index, (sender, text) in enumerate(lines, start=1):
-        when = int(start) + 60 * index
+    for index, (sender, text, moment) in enumerate(lines, start=1):
+        when = int(moment)
         messages.append(
             {
                 "id": index,
@@ -108,14 +165,7 @@ async def test_a_business_chat_imported_then_live_is_prompted_as_it_is_trained(
     adapter: Path,
     tmp_path: Path,
 ) -> None:
-    settings = bot_settings(
-        fake_telegram,
-        tmp_path / "data",
-        engine="openai",
-        openai_base_url=fake_openai.url,
-        auto_reply=True,
-    )
-    await _serve(settings, adapter)
+    settings = await _served(fake_telegram, fake_openai, adapter, tmp_path, auto_reply=True)
     # The start of the conversation comes from an export, a few minutes ago...
     imported = [
         (FRIEND, "Привет! Как дела?"),
@@ -128,31 +178,54 @@ async def test_a_business_chat_imported_then_live_is_prompted_as_it_is_trained(
     db = await Database.open(settings.database_path)
     await import_export(db, export, owner_id=OWNER_ID)
     await db.close()
-    async with running_clone(settings) as app:
-        connection = builders.business_connection(CONNECTION, OWNER)
-        fake_telegram.push_update({"business_connection": connection})
-        await settle(app, fake_telegram)
-        # ...and goes on live, through the owner's Business connection.
-        for message_id, text in ((6, "слушай"), (7, "пойдёшь завтра в кино?")):
-            fake_telegram.push_update(
-                builders.business_message_update(CONNECTION, FRIEND_CHAT, FRIEND, text, message_id)
-            )
-        await fake_telegram.wait_until(lambda: fake_openai.bodies("completions"))
-        await settle(app, fake_telegram)
-        prompt = _prompt(fake_openai, adapter)
-        # The owner then answers for real: that reply is the training target.
-        fake_telegram.push_update(
-            builders.business_message_update(
-                CONNECTION, FRIEND_CHAT, OWNER, "го, давай, во сколько встречаемся?", 8
-            )
-        )
-        await settle(app, fake_telegram)
+    # ...and goes on live, through the owner's Business connection.
+    incoming = [(6, "слушай"), (7, "пойдёшь завтра в кино?")]
+    reply = (8, "го, давай, во сколько встречаемся?")
+    prompt = await _business_exchange(
+        settings, fake_telegram, fake_openai, adapter, incoming, reply
+    )
     # system, two exchanges, the question, and the opening of the clone's turn
     assert prompt.count("<|im_start|>") == 7
     assert prompt.count("<|im_end|>") == 6, "the imported control string closed no turn"
     assert "чем занята" in prompt and "\r" not in prompt
-    expected = await _training_prefix(settings, adapter, "го, давай, во сколько встречаемся?")
-    assert prompt == expected
+    assert prompt == await _training_prefix(settings, adapter, reply[1])
+
+
+async def test_the_memory_block_of_a_reply_is_the_one_its_training_sample_has(
+    fake_telegram: FakeTelegramServer,
+    fake_openai: FakeOpenAIServer,
+    adapter: Path,
+    tmp_path: Path,
+) -> None:
+    settings = await _served(fake_telegram, fake_openai, adapter, tmp_path, auto_reply=True)
+    now = time.time()
+    days = 86_400
+    lines = [
+        # Weeks ago, in other conversations: what the owner said about cinemas and work.
+        (FRIEND, "Куда ходишь в кино обычно?", now - 20 * days),
+        (OWNER, "В кино хожу только в Октябрь, там удобные кресла", now - 20 * days + 60),
+        (FRIEND, "Как на работе?", now - 9 * days),
+        (OWNER, "Работаю над отчётом до пятницы, потом свободен", now - 9 * days + 60),
+        (FRIEND, "Что купить к ужину?", now - 3 * days),
+        (OWNER, "Купи хлеба и сыра, больше ничего", now - 3 * days + 60),
+        # Today's conversation starts.
+        (FRIEND, "Привет! Как дела?", now - 300),
+        (OWNER, "норм, а ты?", now - 240),
+    ]
+    db = await Database.open(settings.database_path)
+    await import_export(db, _export_at(tmp_path / "result.json", lines), owner_id=OWNER_ID)
+    await db.close()
+    incoming, reply = [(9, "Пойдёшь завтра в кино?")], (10, "да, давай в Октябрь, в семь")
+    prompt = await _business_exchange(
+        settings, fake_telegram, fake_openai, adapter, incoming, reply
+    )
+    # The search found the older conversation about the cinema, not today's.
+    system = prompt.split("<|im_end|>")[0]
+    assert system.endswith(
+        "Things you have said before:\n- В кино хожу только в Октябрь, там удобные кресла"
+    )
+    assert "норм, а ты?" not in system
+    assert prompt == await _training_prefix(settings, adapter, reply[1])
 
 
 async def test_a_collected_group_with_two_speakers_is_prompted_as_it_is_trained(
@@ -161,14 +234,7 @@ async def test_a_collected_group_with_two_speakers_is_prompted_as_it_is_trained(
     adapter: Path,
     tmp_path: Path,
 ) -> None:
-    settings = bot_settings(
-        fake_telegram,
-        tmp_path / "data",
-        engine="openai",
-        openai_base_url=fake_openai.url,
-        allow_all=True,
-    )
-    await _serve(settings, adapter)
+    settings = await _served(fake_telegram, fake_openai, adapter, tmp_path, allow_all=True)
     async with running_clone(settings) as app:
         for command in ("/collect on", "/talk on"):
             fake_telegram.send_command(OWNER, command, chat=GROUP)

@@ -161,3 +161,8 @@ async def test_stats_shows_the_precision_the_adapter_was_judged_on_and_is_served
     engine.precision = served
     lines = (await _stats(settings, fake_telegram, engine)).splitlines()
     assert lines[lines.index("Serving adapter: #1 (run #1)") + 1] == line
+
+
+def test_style_line_shows_memory_use_beside_the_owners() -> None:
+    line = format_style({"style_memory_overlap": 0.25, "style_memory_overlap_owner": 0.5})
+    assert line == "style: memory use 25% (yours 50%)"

@@ -162,7 +162,11 @@ def test_training_samples_must_be_system_first_and_end_on_owner(qwen_tokenizer: 
             qwen_tokenizer, build_messages(SYSTEM, TURNS[:1]), chat_template=None, max_length=64
         )
     with pytest.raises(ValueError, match="role"):
-        build_messages(SYSTEM, [{"role": "system", "content": "x"}])
+        build_messages(SYSTEM, [TURNS[0], {"role": "system", "content": "x"}])
+    # A system message first (the system prompt with its memory block) takes the place of
+    # the system prompt.
+    with_block = build_messages(SYSTEM, [{"role": "system", "content": "x"}, TURNS[0]])
+    assert with_block == [{"role": "system", "content": "x"}, TURNS[0]]
 
 
 def test_clone_spec_round_trip(tmp_path: Path, qwen_tokenizer: Any) -> None:
@@ -179,7 +183,15 @@ def test_clone_spec_round_trip(tmp_path: Path, qwen_tokenizer: Any) -> None:
     assert path == tmp_path / "clone.json"
     assert load_clone_spec(tmp_path) == spec
     saved = json.loads(path.read_text(encoding="utf-8"))
-    assert saved["format_version"] == 2 and saved["dataset"]["merge_window"] == 300
+    assert saved["format_version"] == 3 and saved["dataset"]["merge_window"] == 300
+    assert saved["dataset"]["memory"] is True and saved["memory_index_version"] == 0
+    # A version-2 file (before memory) serves without memory blocks, as it was trained.
+    version_2 = {**saved, "format_version": 2}
+    version_2["dataset"] = {
+        k: v for k, v in saved["dataset"].items() if not k.startswith("memory")
+    }
+    path.write_text(json.dumps(version_2), encoding="utf-8")
+    assert not load_clone_spec(tmp_path).dataset.memory
     # A version-1 file (no dataset rules) reads with the shaping of its time.
     del saved["dataset"]
     saved["format_version"] = 1

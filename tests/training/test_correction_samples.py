@@ -43,3 +43,19 @@ def test_unusable_corrections_are_counted() -> None:
     made = correction_samples([no_prompt, too_long], config)
     assert made.samples == []
     assert made.drops == {"correction_no_prompt": 1, "correction_too_long": 1}
+
+
+def test_the_system_message_the_clone_saw_is_the_samples() -> None:
+    """A correction trains on the prompt as the clone saw it: its memory block included."""
+    config = DatasetConfig(system_prompt="You are Owner.")
+    seen = "You are Owner.\n\nThings you have said before:\n- в кино по средам"
+    context: list[ContextTurn] = [
+        {"role": "system", "content": seen},
+        {"role": "user", "content": "в кино?"},
+    ]
+    [sample] = correction_samples([_correction(context, "давай в среду")], config).samples
+    assert sample[0] == {"role": "system", "content": seen}
+    assert [m["role"] for m in sample] == ["system", "user", "assistant"]
+    # A prompt stored without its system message (replies from before it was kept).
+    [old] = correction_samples([_correction(context[1:], "давай")], config).samples
+    assert old[0] == {"role": "system", "content": "You are Owner."}

@@ -14,6 +14,10 @@ from training.config import DatasetConfig
 from training.dataset import build_dataset, read_jsonl, write_jsonl
 
 CONFIG = DatasetConfig(system_prompt="SYS", eval_fraction=0.25)
+RULES_ALONE = DatasetConfig(
+    system_prompt="SYS", eval_fraction=0.25, match_owner_lengths=False, drop_short_prompt=True
+)
+"""The reply rules deciding alone (the seed's defaults): every flagged reply is context."""
 
 
 def test_close_messages_of_one_side_merge_into_one_turn() -> None:
@@ -80,7 +84,7 @@ def test_every_drop_is_counted_with_its_reason() -> None:
     chat.friend("Q4 for you!!").owner(OWNER_REPLY.upper())  # near_duplicate
     chat.friend("12:45").owner("2024-01-01 10:00")  # technical (two messages)
     chat.friend("q5, never answered?")  # prompt_without_reply
-    build = build_dataset(chat.messages, CONFIG)
+    build = build_dataset(chat.messages, RULES_ALONE)
     assert build.drops == {
         "duplicate": 1,
         "emoji_only": 1,
@@ -132,7 +136,7 @@ def test_keep_short_ratio_keeps_a_deterministic_share() -> None:
     chat = Chat()
     for index in range(200):
         chat.friend(f"question number {index} for you?").owner(f"fine {index}")
-    config = DatasetConfig(system_prompt="SYS", keep_short_ratio=0.3)
+    config = DatasetConfig(system_prompt="SYS", keep_short_ratio=0.3, match_owner_lengths=False)
     build = build_dataset(chat.messages, config)
     kept = build.stats["short_replies_kept"]
     assert 40 <= kept <= 80 and build.drops["short_reply"] == 200 - kept
@@ -174,7 +178,9 @@ def test_windows_fit_the_token_budget_and_end_on_the_owner() -> None:
     chat = Chat()
     for index in range(12):
         chat.friend(f"question {index} " + "word " * 30).owner(f"{OWNER_REPLY} {index}")
-    config = DatasetConfig(system_prompt="SYS", max_seq_tokens=120, chars_per_token=4.0)
+    config = DatasetConfig(
+        system_prompt="SYS", max_seq_tokens=120, chars_per_token=4.0, memory=False
+    )
     build = build_dataset(chat.messages, config)
     samples = all_samples(build)
     assert len(samples) > 1 and build.conversations == 1
@@ -187,7 +193,8 @@ def test_windows_fit_the_token_budget_and_end_on_the_owner() -> None:
 
 def test_a_pair_longer_than_the_budget_is_dropped_as_too_long() -> None:
     chat = Chat().friend("long " * 400).owner().friend().owner()
-    build = build_dataset(chat.messages, DatasetConfig(system_prompt="SYS", max_seq_tokens=100))
+    config = DatasetConfig(system_prompt="SYS", max_seq_tokens=100, memory=False)
+    build = build_dataset(chat.messages, config)
     assert build.drops["too_long"] == 1 and len(all_samples(build)) == 1
 
 

@@ -89,7 +89,7 @@ async def test_a_corpus_streamed_from_sqlite_builds_the_same(tmp_path: Path) -> 
 
 
 def test_the_real_tokenizer_keeps_every_sample_within_max_seq_tokens(qwen_tokenizer: Any) -> None:
-    config = DatasetConfig(max_seq_tokens=160)
+    config = DatasetConfig(max_seq_tokens=160, memory=False)
     messages = list(iter_corpus(12, 8))
     build = build_dataset(messages, config, tokenizer=qwen_tokenizer)
     _check(build)

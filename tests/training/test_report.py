@@ -22,7 +22,12 @@ def test_report_figures_and_texts() -> None:
     assert report.samples_train == len(build.train) and report.samples_eval == len(build.eval)
     assert report.owner_replies == build.stats["owner_turns"]
     p10, p50, p90 = report.reply_words
-    assert CONFIG.min_reply_words <= p10 <= p50 <= p90
+    assert p10 <= p50 <= p90 and report.owner_words[0] <= report.owner_words[2]
+    coverage = report.coverage
+    assert coverage["trained"] + coverage["held_out"] == report.owner_replies
+    assert coverage["trained"] + coverage["held_out"] + coverage["context"] + sum(
+        coverage["dropped"].values()
+    ) == len(build.coverage.real_words)
     assert report.reply_chars[0] <= report.reply_chars[2]
     assert 0 < report.emoji_rate < 0.5 and not report.tokens_exact
     assert report.drops == build.drops and len(report.random_samples) == 2
@@ -31,6 +36,7 @@ def test_report_figures_and_texts() -> None:
     assert effect[0.0][1] >= effect[1.0][1] and effect[1.0][0] < CONFIG.min_reply_words
     text = format_report(report)
     assert "short_reply" in text and "p50" in text and "Top chats" in text
+    assert f"context only {coverage['context']}" in text and "Words, your real turns" in text
     short = format_short(report)
     assert 3 <= len(short.splitlines()) <= 5 and "Training samples" in short
     assert build_report(build, CONFIG, random_samples=2) == build_report(

@@ -120,3 +120,19 @@ def test_style_scores_carry_every_figure_and_the_sample_count() -> None:
     }
     with pytest.raises(ValueError, match="at least one"):
         style_scores([], real)
+
+
+def test_memory_overlap_counts_replies_that_use_what_memory_showed() -> None:
+    generated = ["Давай в Октябрь, там кресла", "не знаю", "ок", "Рыбачил на озере"]
+    real = ["в кинотеатр Октябрь пойдём", "работаю до вечера", "ок", "да"]
+    snippets = [
+        ["В кино хожу только в Октябрь"],  # generated: октябрь; real: октябрь
+        ["Работаю над отчётом до пятницы"],  # generated: no; real: работаю ~ работаю
+        [],  # no block: not counted
+        ["Ездили на рыбалку на озеро"],  # generated: озере ~ озеро; real: no
+    ]
+    scores = style_scores(generated, real, snippets)
+    assert scores["style_memory_overlap"] == pytest.approx(2 / 3)
+    assert scores["style_memory_overlap_owner"] == pytest.approx(2 / 3)
+    assert "style_memory_overlap" not in style_scores(generated, real, [[], [], [], []])
+    assert "style_memory_overlap" not in style_scores(generated, real)

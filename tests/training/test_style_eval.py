@@ -51,11 +51,13 @@ def test_each_sample_gives_its_last_owner_reply_and_the_turns_before() -> None:
     history, real = pairs[0]
     assert real == "Солнце весь день ☀️"
     assert [m["content"] for m in history] == [
+        SYSTEM["content"],
         "Как прошли выходные?",
         "Отлично, ездили за город",
         "А погода?",
     ]
-    assert all(m["role"] != "system" for h, _ in pairs for m in h)
+    # The sample's own system message leads (with its memory block, the one serving builds).
+    assert all(h[0] == SYSTEM and all("weight" not in m for m in h) for h, _ in pairs)
 
 
 def test_limit_spreads_the_picks_over_the_whole_file() -> None:

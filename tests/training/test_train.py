@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from storage.memory import INDEX_VERSION
 from training.chat_format import ChatMessage, load_clone_spec
 from training.config import DEFAULT_SYSTEM_PROMPT, DatasetConfig, TrainConfig
 from training.dataset import write_jsonl
@@ -83,9 +84,14 @@ def test_datasets_must_match_the_system_prompt_and_have_eval(
     assert (len(train), len(held_out)) == (16, 4)
     assert info["dropped_too_long"] == 0 and len(info["dataset_fingerprint"]) == 64
 
-    write_jsonl(config.eval_file, [_sample(1, system="another prompt")])
-    with pytest.raises(ValueError, match="system prompt"):
-        load_datasets(config, qwen_tokenizer)
+    # A memory block after the run's system prompt is the run's; another prompt is not.
+    block = "\n\nThings you have said before:\n- question 7 about the weekend?"
+    write_jsonl(config.eval_file, [_sample(1, system=DEFAULT_SYSTEM_PROMPT + block)])
+    assert len(load_datasets(config, qwen_tokenizer)[1]) == 1
+    for system in ("another prompt", "another prompt" + block):
+        write_jsonl(config.eval_file, [_sample(1, system=system)])
+        with pytest.raises(ValueError, match="system prompt"):
+            load_datasets(config, qwen_tokenizer)
     write_jsonl(config.eval_file, [])
     with pytest.raises(ValueError, match="at least 1 eval sample"):
         load_datasets(config, qwen_tokenizer)
@@ -147,6 +153,7 @@ async def test_real_training_run_through_the_local_runner(
 
     spec = load_clone_spec(adapter_dir)
     assert spec.system_prompt == DEFAULT_SYSTEM_PROMPT
+    assert spec.dataset.memory and spec.memory_index_version == INDEX_VERSION
     assert spec.chat_template == (tiny_model_dir / "chat_template.jinja").read_text("utf-8")
     assert spec.base_model == str(tiny_model_dir) and spec.dataset_size == 20
     assert {"eval_loss", "eval_mean_token_accuracy", "train_loss"} <= set(spec.metrics)

@@ -20,6 +20,7 @@ from tests.training.synthetic_corpus import synthetic_corpus
 from training.chat_format import ChatMessage, Role, TokenCounter, render
 from training.config import DatasetConfig
 from training.dataset import build_dataset
+from training.memory import memory_reserve
 from training.samples import targets
 from training.turns import (
     CUT_MARKER,
@@ -181,7 +182,7 @@ def test_serving_gives_every_training_sample_its_own_prefix(max_seq_tokens: int)
             for item in exchanges(conversation, config)[0]:
                 first_id = int(item.reply.lines[0].rsplit("~", 1)[1])
                 index = next(i for i, r in enumerate(chat) if r.message_id == first_id)
-                budget = config.max_seq_tokens - counter.system
+                budget = config.max_seq_tokens - counter.system - memory_reserve(config)
                 shaped = serving_turns(
                     chat[:index],
                     config,
