@@ -31,7 +31,7 @@ from bot.handlers.access import gate
 from bot.handlers.adapters import adapters, promote, rollback
 from bot.handlers.admin import cancel, retrain, stats
 from bot.handlers.autoreply import autoreply
-from bot.handlers.chat import reply_as_clone
+from bot.handlers.chat import reply_as_clone, reply_to_media
 from bot.handlers.collect import (
     collect_group_message,
     on_business_connection,
@@ -166,6 +166,13 @@ def build_application(
         MessageHandler(
             filters.TEXT & ~filters.COMMAND & filters.ChatType.GROUPS & new_message,
             reply_in_group,
+        )
+    )
+    # Stickers, photos, voice… in a private chat: a caption is answered, no words get a note.
+    application.add_handler(
+        MessageHandler(
+            filters.ChatType.PRIVATE & new_message & ~filters.TEXT & ~filters.StatusUpdate.ALL,
+            reply_to_media,
         )
     )
     application.add_error_handler(on_error)

@@ -39,6 +39,28 @@ def _record(connection: BusinessConnection) -> BusinessConnectionRecord:
     )
 
 
+FOREIGN_CONNECTIONS_KEY = "foreign_business_connections"
+FOREIGN_CONNECTIONS_KEPT = 1024
+"""Connection ids of other people remembered (oldest forgotten first): their updates cost no
+Bot API call, and a flood of new ids cannot grow the bot's memory."""
+
+
+def _foreign_connections(context: CloneContext) -> dict[str, None]:
+    """Ids of Business connections that are not the owner's (an ordered set, in memory only:
+    nothing of other people is stored)."""
+    known = context.application.bot_data.get(FOREIGN_CONNECTIONS_KEY)
+    if not isinstance(known, dict):
+        known = context.application.bot_data[FOREIGN_CONNECTIONS_KEY] = {}
+    return known
+
+
+def _remember_foreign(context: CloneContext, connection_id: str) -> None:
+    foreign = _foreign_connections(context)
+    foreign[connection_id] = None
+    if len(foreign) > FOREIGN_CONNECTIONS_KEPT:
+        del foreign[next(iter(foreign))]
+
+
 async def on_business_connection(update: Update, context: CloneContext) -> None:
     """Remember the owner's Business connection; ignore anyone else's."""
     connection = update.business_connection
@@ -47,6 +69,7 @@ async def on_business_connection(update: Update, context: CloneContext) -> None:
     services = context.services
     if connection.user.id != services.settings.owner_id:
         logger.warning("ignored a Business connection of user %s", connection.user.id)
+        _remember_foreign(context, connection.id)
         raise ApplicationHandlerStop
     await save_business_connection(services.db, _record(connection))
     state = "connected" if connection.is_enabled else "disconnected"
@@ -69,11 +92,15 @@ async def _owner_connection(
     if connection_id is None:
         return None
     services = context.services
+    if connection_id in _foreign_connections(context):
+        return None
     record = await get_business_connection(services.db, connection_id)
     if record is None:
         record = _record(await context.bot.get_business_connection(connection_id))
         if record.user_id == services.settings.owner_id:
             await save_business_connection(services.db, record)
+        else:
+            _remember_foreign(context, connection_id)
     if record.user_id != services.settings.owner_id or not record.is_enabled:
         return None
     return record

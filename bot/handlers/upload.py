@@ -22,8 +22,9 @@ TOO_BIG = (
     "TELEGRAM_API_BASE_URL / TELEGRAM_FILE_BASE_URL at it and set TELEGRAM_LOCAL_MODE=true."
 )
 NOT_AN_EXPORT = (
-    "I only import Telegram Desktop exports in JSON: Settings → Advanced → Export Telegram "
-    'data, choose "Machine-readable JSON", then send me result.json.'
+    "I only import Telegram Desktop exports: Settings → Advanced → Export Telegram data, "
+    'choose "Machine-readable JSON", then send me result.json. An HTML export works too: '
+    "send a chat's messages.html, or the exported folder as a .zip."
 )
 
 
