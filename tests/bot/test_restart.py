@@ -175,7 +175,12 @@ async def test_a_run_that_never_started_its_process_fails_on_resume(
     db: Database, tmp_path: Path, tiny_model_dir: Path
 ) -> None:
     queued = await create_run(db, "schedule")
-    await TrainingPipeline(_settings(tmp_path, tiny_model_dir), db, OwnerHooks(Inbox())).resume()
+    inbox = Inbox()
+    await TrainingPipeline(_settings(tmp_path, tiny_model_dir), db, OwnerHooks(inbox)).resume()
     run = await get_run(db, queued)
     assert run is not None and run.status == "failed"
     assert run.error is not None and "before this run's training process started" in run.error
+    assert inbox.texts == [
+        f"Training run #{queued} failed (the bot stopped before this run's training process "
+        "started); the clone keeps its current adapter. Details are in the bot's log."
+    ], "the owner hears of it"
