@@ -153,17 +153,20 @@ async def judge_in_child(
     log_path: Path,
     style_limit: int = DEFAULT_LIMIT,
     python: str = sys.executable,
+    pid_path: Path | None = None,
 ) -> Judgement:
     """Run ``python -m training.judge`` and return its judgement; JudgeError on failure.
 
-    Cancelling the awaiting task stops the child (and anything it started).
+    Cancelling the awaiting task stops the child (and anything it started) and returns once
+    it has exited. ``pid_path`` records the child: a judge a killed bot left there is stopped
+    before this one starts, so one adapter is never judged twice at once.
     """
     args = ["--candidate", str(candidate), "--eval-file", str(eval_file)]
     args += ["--max-length", str(max_length), "--style-limit", str(style_limit)]
     if serving is not None:
         args += ["--serving", str(serving)]
     returncode, report = await run_json_child(
-        "training.judge", args, log_path=log_path, python=python
+        "training.judge", args, log_path=log_path, python=python, pid_path=pid_path
     )
     if returncode != 0 or "candidate" not in report:
         error = child_error(report, log_path, returncode)
