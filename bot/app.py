@@ -80,6 +80,7 @@ from bot.telegram.const import (
 )
 from bot.telegram.health import HealthServer
 from bot.telegram.http import AiohttpRequest
+from bot.telegram.pending_uploads import report_interrupted_imports
 from storage.db import Database
 from storage.runs import current_adapter
 from training.pipeline import TrainingPipeline
@@ -241,6 +242,8 @@ def _post_init(settings: Settings, engine_factory: EngineFactory) -> Any:
             ),
         )
         await _set_commands(application, settings)
+        # Imports a killed bot left: their owners hear that nothing was imported.
+        await report_interrupted_imports(application.bot, settings.uploads_dir)
         adapter = await current_adapter(db)
         if adapter is not None:
             application.create_task(engine.load_adapter(Path(adapter.path)))

@@ -19,6 +19,7 @@ from pathlib import Path
 import aiosqlite
 
 from storage.migrations import MIGRATIONS, Migration, apply_migrations
+from storage.private_files import create_private_file, private_dir
 
 logger = logging.getLogger(__name__)
 
@@ -39,10 +40,12 @@ class Database:
         """Open (creating if needed) the database at ``path`` and bring its schema up to date.
 
         Args:
-            path: the SQLite file; its parent directory is created.
+            path: the SQLite file; it and its parent directory are created owner-only
+                (SQLite gives its -wal and -shm files the database file's mode).
             migrations: the ordered migrations to apply (tests pass a prefix or an extension).
         """
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
+        create_private_file(path)
         # isolation_level=None: the sqlite3 module never opens transactions on its own;
         # transaction() issues BEGIN IMMEDIATE / COMMIT / ROLLBACK itself.
         conn = await aiosqlite.connect(path, isolation_level=None)

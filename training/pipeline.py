@@ -143,6 +143,11 @@ class TrainingPipeline:
         """This process stops: leave a training process running (the next start follows it
         again); a judging child is stopped (the next start judges the adapter again), and a
         run still preparing is cancelled."""
+        resuming = self._resume_task
+        if resuming is not None and not resuming.done() and not self.busy:
+            # Not started yet (it takes the pipeline first): nothing to follow or leave.
+            resuming.cancel()
+            await asyncio.gather(resuming, return_exceptions=True)
         if not self.busy:
             return
         if self._judging is not None:

@@ -13,6 +13,7 @@ from storage.corpus_reader import iter_corpus_rows
 from storage.corrections import load_corrections
 from storage.db import Database
 from storage.messages import corpus_counts
+from storage.private_files import private_dir, write_private_text
 from training.config import TrainConfig
 from training.corrections import correction_samples
 from training.dataset import DatasetBuild, build_dataset, fingerprint, write_jsonl
@@ -124,12 +125,12 @@ async def prepare_run(db: Database, settings: PipelineSettings, run_id: int) -> 
         )
     build, corrections = await with_corrections(db, settings, build, tokenizer)
     run_dir = settings.runs_dir / f"run-{run_id:04d}"
-    run_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(run_dir)
     config = train_config(settings, run_dir, build)
     write_jsonl(config.train_file, build.train)
     write_jsonl(config.eval_file, build.eval)
     config_path = run_dir / "train_config.json"
-    config_path.write_text(json.dumps(config.to_dict(), indent=2), encoding="utf-8")
+    write_private_text(config_path, json.dumps(config.to_dict(), indent=2))
     return PreparedRun(
         run_dir=run_dir,
         config_path=config_path,

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from storage.private_files import open_private
 from training.runners import LocalRunner, RunOutcome
 from training.runners.events import error_tail
 from training.runners.local import PROJECT_ROOT
@@ -61,7 +62,7 @@ async def run_json_child(
     log_path.parent.mkdir(parents=True, exist_ok=True)
     if pid_path is not None:
         await asyncio.to_thread(stop_leftover_child, pid_path, module)
-    with log_path.open("ab") as log_file:
+    with open_private(log_path, "ab") as log_file:
         process = await asyncio.create_subprocess_exec(
             python,
             "-m",
