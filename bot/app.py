@@ -183,6 +183,8 @@ def build_application(
 def _post_init(settings: Settings, engine_factory: EngineFactory) -> Any:
     async def post_init(application: AnyApplication) -> None:
         db = await Database.open(settings.database_path)
+        # A write queued behind an import that fails later: the one error handler hears it.
+        db.on_queued_error = lambda exc: application.process_error(None, exc)
         engine = engine_factory(settings)
 
         async def notify_owner(text: str) -> None:

@@ -10,7 +10,7 @@ from telegram import Bot
 
 from bot.context import Services
 from bot.replies.pipeline import CUT_NOTICE, Delivery, answer, failure_text
-from storage.clone_turns import Exchange, add_clone_turn
+from storage.clone_turns import Exchange
 from storage.db import Database
 from storage.messages import recent_chat_messages
 from storage.models import CloneTurn, MessageRecord
@@ -94,5 +94,4 @@ async def chat_records(db: Database, chat_id: int, turns: list[CloneTurn]) -> li
 
 
 async def _store_user_turns(services: Services, turns: list[CloneTurn]) -> None:
-    for turn in turns:
-        await add_clone_turn(services.db, turn)
+    await services.history.save(Exchange(turns[0].chat_id, turns, None, []))
