@@ -12,22 +12,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from bot.logs import configure_logging, redact_secrets
 from bot.settings import Settings, SettingsError, load_settings
 from storage.private_files import OWNER_ONLY_UMASK, private_dir, tighten
 from training.config import DatasetConfig, TrainConfig
 from training.settings import add_flags, flag_values
 
 logger = logging.getLogger(__name__)
-
-
-def configure_logging(level: int) -> None:
-    """Logs to stderr; httpx's per-request lines (they carry the bot token) turned down."""
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
 
 def run_bot(settings: Settings) -> int:
@@ -251,6 +242,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    redact_secrets(*settings.secrets())
     keep_private(settings.data_dir)
     if args.command == "run":
         return run_bot(settings)
