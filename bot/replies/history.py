@@ -1,11 +1,11 @@
 """The clone's conversations in SQLite, read and written in batches across chats.
 
-The bot has one database connection, one operation at a time. With hundreds of chats answered
-at once, a history read per reply would queue behind every other chat's reads and writes, and
-the reply's first words with it. Requests that arrive while a batch runs are served together by
-the next one: one query for all waiting chats' histories, one transaction for all finished
-exchanges. A chat never has two replies at once (``ReplyScheduler``), so its reads and writes
-stay in order.
+The bot reads through one connection and writes through another, each one operation at a
+time. With hundreds of chats answered at once, a history read per reply would queue behind
+every other chat's reads, and the reply's first words with it. Requests that arrive while a
+batch runs are served together by the next one: one query for all waiting chats' histories,
+one transaction for all finished exchanges. A chat never has two replies at once
+(``ReplyScheduler``), so its reads and writes stay in order.
 
 Writes go through ``Database.write_soon``: while an import holds the database they wait
 behind it, and the bot answers meanwhile from what it has not stored yet (an exchange is

@@ -67,11 +67,18 @@ async def _hold_import(services: Services, holding: asyncio.Event, release: asyn
         pass
 
 
+async def _import_held(services: Services) -> tuple[asyncio.Task[None], asyncio.Event]:
+    """An import holding the database, started; set the event to end it."""
+    holding, release = asyncio.Event(), asyncio.Event()
+    importing = asyncio.create_task(_hold_import(services, holding, release))
+    await asyncio.wait_for(holding.wait(), timeout=10)
+    return importing, release
+
+
 async def test_replies_stats_and_live_capture_go_on_during_an_import(
     settings: Settings, fake_telegram: FakeTelegramServer
 ) -> None:
     engine = ScriptedEngine()
-    holding, release = asyncio.Event(), asyncio.Event()
     async with running_clone(settings, lambda _: engine) as app:
         services = _services(app)
         fake_telegram.push_update(
@@ -79,8 +86,7 @@ async def test_replies_stats_and_live_capture_go_on_during_an_import(
         )
         await fake_telegram.wait_until(lambda: fake_telegram.sent_messages(OWNER_ID))
         await settle(app, fake_telegram)
-        importing = asyncio.create_task(_hold_import(services, holding, release))
-        await asyncio.wait_for(holding.wait(), timeout=10)
+        importing, release = await _import_held(services)
 
         fake_telegram.send_text(FRIEND, "how was the trip")
         await fake_telegram.wait_for_message(ALLOWED_ID, lambda m: "trip" in str(m["text"]))
@@ -129,14 +135,12 @@ async def test_a_reset_during_an_import_forgets_the_conversation_at_once(
     settings: Settings, fake_telegram: FakeTelegramServer
 ) -> None:
     engine = ScriptedEngine()
-    holding, release = asyncio.Event(), asyncio.Event()
     async with running_clone(settings, lambda _: engine) as app:
         services = _services(app)
         fake_telegram.send_text(FRIEND, "remember the plan")
         await fake_telegram.wait_for_message(ALLOWED_ID, lambda m: "plan" in str(m["text"]))
         await settle(app, fake_telegram)
-        importing = asyncio.create_task(_hold_import(services, holding, release))
-        await asyncio.wait_for(holding.wait(), timeout=10)
+        importing, release = await _import_held(services)
         fake_telegram.send_text(FRIEND, "what now")
         await fake_telegram.wait_for_message(ALLOWED_ID, lambda m: "now" in str(m["text"]))
         fake_telegram.send_command(FRIEND, "/reset")

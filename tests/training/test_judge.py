@@ -83,6 +83,14 @@ def test_the_gate_compares_the_two_figures_of_one_judgement() -> None:
     assert not unscored.promote and unscored.serving_loss is None
 
 
+async def _judge_recorded(candidate: Path, eval_file: Path, pid_path: Path) -> Judgement:
+    """The candidate judged alone, its judge recorded in ``pid_path`` (log beside it)."""
+    log_path = pid_path.with_name("judge.log")
+    return await judge_in_child(
+        candidate, None, eval_file, max_length=256, log_path=log_path, pid_path=pid_path
+    )
+
+
 def _alive(pid: int) -> bool:
     try:
         return bool(Path(f"/proc/{pid}/cmdline").read_bytes())  # empty for a zombie
@@ -95,16 +103,7 @@ async def test_a_cancelled_judge_has_exited_when_the_cancel_returns(
 ) -> None:
     candidate = make_adapter(tiny_model_dir, tmp_path / "new", seed=1, system_prompt="Я.")
     pid_path = tmp_path / "judge.pid"
-    judging = asyncio.create_task(
-        judge_in_child(
-            candidate,
-            None,
-            eval_file,
-            max_length=256,
-            log_path=tmp_path / "judge.log",
-            pid_path=pid_path,
-        )
-    )
+    judging = asyncio.create_task(_judge_recorded(candidate, eval_file, pid_path))
     while not pid_path.exists():
         await asyncio.sleep(0.01)
     pid = int(pid_path.read_text())
@@ -127,14 +126,7 @@ async def test_a_judge_left_by_a_killed_bot_is_stopped_before_the_next_one(
     unrelated = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
     try:
         pid_path.write_text(str(leftover.pid))
-        judgement = await judge_in_child(
-            candidate,
-            None,
-            eval_file,
-            max_length=256,
-            log_path=tmp_path / "judge.log",
-            pid_path=pid_path,
-        )
+        judgement = await _judge_recorded(candidate, eval_file, pid_path)
         assert leftover.wait(timeout=5) != 0, "the leftover judge was stopped"
         assert judgement.candidate["eval_loss"] > 0
         pid_path.write_text(str(unrelated.pid))  # a pid reused by another program
