@@ -32,7 +32,7 @@ from bot.handlers.access import gate
 from bot.handlers.adapters import adapters, promote, rollback
 from bot.handlers.admin import cancel, retrain, stats
 from bot.handlers.autoreply import autoreply
-from bot.handlers.chat import reply_as_clone
+from bot.handlers.chat import reply_as_clone, reply_to_media
 from bot.handlers.collect import (
     collect_group_message,
     on_business_connection,
@@ -86,6 +86,7 @@ from bot.telegram.const import (
 )
 from bot.telegram.health import HealthServer
 from bot.telegram.http import AiohttpRequest
+from bot.telegram.pending_uploads import report_interrupted_imports
 from storage.db import Database
 from storage.runs import current_adapter
 from training.pipeline import TrainingPipeline
@@ -181,6 +182,13 @@ def build_application(
             reply_in_group,
         )
     )
+    # Stickers, photos, voice… in a private chat: a caption is answered, no words get a note.
+    application.add_handler(
+        MessageHandler(
+            filters.ChatType.PRIVATE & new_message & ~filters.TEXT & ~filters.StatusUpdate.ALL,
+            reply_to_media,
+        )
+    )
     application.add_error_handler(on_error)
     return application
 
@@ -188,6 +196,8 @@ def build_application(
 def _post_init(settings: Settings, engine_factory: EngineFactory) -> Any:
     async def post_init(application: AnyApplication) -> None:
         db = await Database.open(settings.database_path)
+        # A write queued behind an import that fails later: the one error handler hears it.
+        db.on_queued_error = lambda exc: application.process_error(None, exc)
         engine = engine_factory(settings)
 
         async def notify_owner(text: str) -> None:
@@ -247,6 +257,8 @@ def _post_init(settings: Settings, engine_factory: EngineFactory) -> Any:
             ),
         )
         await _set_commands(application, settings)
+        # Imports a killed bot left: their owners hear that nothing was imported.
+        await report_interrupted_imports(application.bot, settings.uploads_dir)
         adapter = await current_adapter(db)
         if adapter is not None:
             application.create_task(engine.load_adapter(Path(adapter.path)))

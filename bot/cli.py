@@ -6,26 +6,19 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from bot.logs import configure_logging, redact_secrets
 from bot.settings import Settings, SettingsError, load_settings
+from storage.private_files import OWNER_ONLY_UMASK, private_dir, tighten
 from training.config import DatasetConfig, TrainConfig
 from training.settings import add_flags, flag_values
 
 logger = logging.getLogger(__name__)
-
-
-def configure_logging(level: int) -> None:
-    """Logs to stderr; httpx's per-request lines (they carry the bot token) turned down."""
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
 
 def run_bot(settings: Settings) -> int:
@@ -39,13 +32,15 @@ def run_bot(settings: Settings) -> int:
         )
         return 2
     from bot.app import build_application
+    from bot.stop_signals import stop_on_signals
     from bot.telegram.const import ALLOWED_UPDATES
     from bot.telegram.webhook import webhook_options
 
     application = build_application(settings)
+    stop_on_signals(application)
     options = webhook_options(settings)
     if options is None:
-        application.run_polling(allowed_updates=ALLOWED_UPDATES)
+        application.run_polling(allowed_updates=ALLOWED_UPDATES, stop_signals=None)
         return 0
     logger.info("webhook mode: listening on %s:%s", options.listen, options.port)
     application.run_webhook(
@@ -55,6 +50,7 @@ def run_bot(settings: Settings) -> int:
         webhook_url=options.webhook_url,
         secret_token=options.secret_token,
         allowed_updates=ALLOWED_UPDATES,
+        stop_signals=None,
     )
     return 0
 
@@ -112,7 +108,7 @@ def dataset_build(settings: Settings, out_dir: Path) -> int:
             build = await build_corpus_dataset(db, settings, counter, memory=True)
         finally:
             await db.close()
-        out_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(out_dir)
         write_jsonl(out_dir / "train.jsonl", build.train)
         write_jsonl(out_dir / "eval.jsonl", build.eval)
         print(f"conversations: {build.conversations}")
@@ -191,6 +187,17 @@ def train(settings: Settings) -> int:
     return asyncio.run(go())
 
 
+def keep_private(data_dir: Path) -> None:
+    """Narrow what an earlier version left group- or world-readable under DATA_DIR."""
+    changed = tighten(data_dir)
+    if changed:
+        logger.warning(
+            "made %d files and folders under %s owner-only (they were readable by others)",
+            changed,
+            data_dir,
+        )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tgclone", description=__doc__)
     parser.add_argument("--data-dir", type=Path, help="overrides DATA_DIR")
@@ -218,6 +225,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `tgclone` console script."""
+    # Everything this process and its children create is the owner's alone (see
+    # storage.private_files): set before any file is written.
+    os.umask(OWNER_ONLY_UMASK)
     args = _parser().parse_args(argv)
     # The bot logs what it does; one-shot commands print their result and log only problems.
     quiet = logging.INFO if args.command == "run" else logging.WARNING
@@ -235,6 +245,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    redact_secrets(*settings.secrets())
+    keep_private(settings.data_dir)
     if args.command == "run":
         return run_bot(settings)
     if args.command == "import":

@@ -6,7 +6,7 @@ creation); handlers get it as ``context.services`` instead of dict look-ups.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -18,6 +18,7 @@ from bot.replies.history import ChatHistory
 from bot.replies.inbox import ReplyScheduler
 from bot.settings import Settings
 from bot.telegram.health import HealthServer
+from bot.telegram.pending_uploads import RunningImports
 from storage.db import Database
 from storage.models import CloneTurn
 from training.pipeline import TrainingPipeline
@@ -43,6 +44,7 @@ class Services:
     history: ChatHistory
     business: AutoReplier
     health: HealthServer | None = None
+    imports: RunningImports = field(default_factory=RunningImports)
 
     async def close(self) -> None:
         """Close everything, newest first (see the class docstring)."""

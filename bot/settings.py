@@ -199,6 +199,10 @@ class Settings(PipelineSettings):
     def uploads_dir(self) -> Path:
         return self.data_dir / "uploads"
 
+    def secrets(self) -> tuple[str, ...]:
+        """The values no log line and no message may show (the bot token first)."""
+        return (self.telegram_bot_token, self.webhook_secret_token, self.openai_api_key)
+
     def missing_for_bot(self) -> list[str]:
         """Names of the settings the bot cannot start without."""
         missing = []

@@ -125,28 +125,37 @@ async def link_sent_messages(
 
 @dataclass(frozen=True)
 class Exchange:
-    """A burst of a chat's user turns, the clone's reply, and the messages that carried it."""
+    """A burst of a chat's user turns, the clone's reply (None when it failed), and the
+    messages that carried the reply."""
 
     chat_id: int
     user_turns: Sequence[CloneTurn]
-    reply: CloneTurn
+    reply: CloneTurn | None
     message_ids: Sequence[int]
     prompt: Sequence[ContextTurn] = ()
     """The turns the reply answered, as the clone saw them (empty: not known)."""
 
+    @property
+    def turns(self) -> list[CloneTurn]:
+        """The exchange's turns in order."""
+        return [*self.user_turns, *([self.reply] if self.reply is not None else [])]
 
-async def save_exchanges(db: Database, exchanges: Sequence[Exchange]) -> list[int]:
+
+async def save_exchanges(db: Database, exchanges: Sequence[Exchange]) -> list[int | None]:
     """Store exchanges (of any chats) in one transaction; return each reply's turn id.
 
     One commit for many replies keeps the single writer free when many chats talk at once.
     """
-    turn_ids: list[int] = []
+    turn_ids: list[int | None] = []
     async with db.transaction() as conn:
         for exchange in exchanges:
             turn_id = None
-            for turn in (*exchange.user_turns, exchange.reply):
+            for turn in exchange.turns:
                 cursor = await conn.execute(INSERT_TURN, _turn_row(turn))
                 turn_id = cursor.lastrowid
+            if exchange.reply is None:
+                turn_ids.append(None)
+                continue
             assert turn_id is not None
             await conn.executemany(
                 INSERT_SENT_MESSAGE,

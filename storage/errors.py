@@ -14,7 +14,8 @@ from datetime import datetime
 
 EXPORT_HOWTO = (
     "In Telegram Desktop use Settings → Advanced → Export Telegram data, "
-    "choose the format 'Machine-readable JSON', and send the result.json it writes"
+    "choose the format 'Machine-readable JSON', and send the result.json it writes "
+    "(an HTML export works too: send a chat's messages.html, or the exported folder zipped)"
 )
 
 
@@ -40,12 +41,12 @@ class EmptyExportError(ExportError):
 
 
 class NotJsonError(ExportError):
-    """The file is not JSON at all (an HTML export, an image, a random document)."""
+    """A .json file that is not JSON at all (an image, a random document renamed)."""
 
     def __init__(self, file_name: str) -> None:
         super().__init__(
             f"The file {file_name} is not JSON, so it is not a machine-readable Telegram "
-            f"export (an HTML export will not work). {EXPORT_HOWTO}."
+            f"export. {EXPORT_HOWTO}."
         )
 
 
@@ -60,13 +61,13 @@ class NotUtf8Error(ExportError):
 
 
 class ZipWithoutExportError(ExportError):
-    """A .zip archive with no result.json inside."""
+    """A .zip archive with neither a result.json nor HTML chat pages inside."""
 
     def __init__(self, file_name: str) -> None:
         super().__init__(
-            f"The archive {file_name} has no result.json inside. Zip the folder Telegram "
-            f"Desktop exported (with its result.json), or send result.json itself. "
-            f"{EXPORT_HOWTO}."
+            f"The archive {file_name} has no result.json and no messages.html inside. Zip "
+            "the folder Telegram Desktop exported (with its result.json or its chats' "
+            f"messages.html pages), or send result.json itself. {EXPORT_HOWTO}."
         )
 
 

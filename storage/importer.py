@@ -168,7 +168,8 @@ async def _import_rows(
     """Write every batch of ``rows`` in one transaction; the next batch is read meanwhile."""
     tally = _Tally()
     # Each batch brings its chats before their messages, and the import's row is first.
-    async with db.transaction(check_foreign_keys=False) as conn:
+    # bulk: the bot's reads go on beside it, and its writes queue behind it (storage.db).
+    async with db.transaction(check_foreign_keys=False, bulk=True) as conn:
         import_id = await _insert_import(conn, name, owner_id)
         insert = insert_export_message(import_id)
         last = await last_message_rowid(conn)

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, NotRequired, TypedDict
 
+from storage.private_files import write_private_text
 from training.config import DatasetConfig, GenerationSettings
 
 if TYPE_CHECKING:
@@ -179,7 +180,7 @@ def save_clone_spec(adapter_dir: Path, spec: CloneSpec) -> Path:
     """Write ``clone.json`` into the adapter directory (atomically) and return its path."""
     path = Path(adapter_dir) / CLONE_SPEC_FILE
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(spec.to_dict(), ensure_ascii=False, indent=2), encoding="utf-8")
+    write_private_text(tmp, json.dumps(spec.to_dict(), ensure_ascii=False, indent=2))
     os.replace(tmp, path)
     return path
 

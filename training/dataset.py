@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from storage.models import MessageRecord
+from storage.private_files import open_private
 from training.chat_format import ChatMessage, TokenCounter
 from training.config import DatasetConfig
 from training.coverage import Coverage, Marked, promote
@@ -321,7 +322,7 @@ def write_jsonl(path: Path, samples: Iterable[Sample]) -> int:
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     count = 0
-    with tmp.open("w", encoding="utf-8") as handle:
+    with open_private(tmp) as handle:  # message text: owner-only
         for sample in samples:
             handle.write(json.dumps({"messages": sample}, ensure_ascii=False) + "\n")
             count += 1

@@ -27,6 +27,7 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
+from storage.private_files import private_dir, write_private_text
 from training.dataset import (
     DatasetBuild,
     Sample,
@@ -75,11 +76,11 @@ def _load(store_dir: Path) -> list[Sample] | None:
 
 
 def _save(store_dir: Path, build: DatasetBuild) -> None:
-    store_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(store_dir)
     write_jsonl(store_dir / FROZEN_SAMPLES, build.eval)
     meta = {"eval_fingerprint": build.eval_fingerprint, "frozen_from": build.fingerprint}
     tmp = store_dir / (FROZEN_META + ".tmp")
-    tmp.write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    write_private_text(tmp, json.dumps(meta, indent=2))
     os.replace(tmp, store_dir / FROZEN_META)
 
 

@@ -180,6 +180,9 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
 
 
+JUDGE_PID_NAME = "judge.pid"  # beside the run's judge log: the judging child while it runs
+
+
 async def judge_in_child(
     candidate: Path,
     serving: Path | None,
@@ -190,15 +193,18 @@ async def judge_in_child(
     style_limit: int = DEFAULT_LIMIT,
     python: str = sys.executable,
     env: Mapping[str, str] | None = None,
+    pid_path: Path | None = None,
 ) -> Judgement:
     """Run ``python -m training.judge`` and return its judgement; JudgeError on failure.
 
-    Cancelling the awaiting task stops the child (and anything it started). ``env`` None:
-    this process's environment.
+    Cancelling the awaiting task stops the child (and anything it started) and returns once
+    it has exited. ``env`` None: this process's environment. ``pid_path`` records the child:
+    a judge a killed bot left there is stopped before this one starts, so one adapter is never
+    judged twice at once.
     """
     args = judge_args(candidate, serving, eval_file, max_length, style_limit)
     returncode, report = await run_json_child(
-        "training.judge", args, log_path=log_path, python=python, env=env
+        "training.judge", args, log_path=log_path, python=python, env=env, pid_path=pid_path
     )
     return judgement_of(report, returncode, log_path, candidate.name)
 

@@ -54,6 +54,7 @@ logger = logging.getLogger(__name__)
 
 CONFIG_NAME = "train_config.json"  # what prepare_run writes into the run directory
 LOG_NAME = "train.log"
+JUDGE_LOG_NAME = "judge.log"
 SHUTDOWN_SECONDS = 15.0
 
 Ending = Literal["promoted", "kept", "failed", "not_started", "cancelled"]
@@ -122,6 +123,8 @@ class TrainingPipeline:
         self._handle: RunHandle | None = None  # the training process being followed
         self._cancel_requested = False
         self._resume_task: asyncio.Task[None] | None = None
+        self._judging: asyncio.Future[Judgement] | None = None
+        self._stopping = False
 
     @property
     def busy(self) -> bool:
@@ -144,9 +147,18 @@ class TrainingPipeline:
 
     async def shutdown(self) -> None:
         """This process stops: leave a training process running (the next start follows it
-        again); a run still preparing or being judged is cancelled."""
+        again); a judging child is stopped (the next start judges the adapter again), and a
+        run still preparing is cancelled."""
+        resuming = self._resume_task
+        if resuming is not None and not resuming.done() and not self.busy:
+            # Not started yet (it takes the pipeline first): nothing to follow or leave.
+            resuming.cancel()
+            await asyncio.gather(resuming, return_exceptions=True)
         if not self.busy:
             return
+        if self._judging is not None:
+            self._stopping = True
+            self._judging.cancel()  # returns once the child has exited
         if self._runner is not None:
             self._runner.detach()
         else:
@@ -312,13 +324,14 @@ class TrainingPipeline:
         run_dir = handle.config_path.parent
         config = TrainConfig.from_dict(json.loads(handle.config_path.read_text("utf-8")))
         serving = await current_adapter(self._db)
-        judgement = await runner.judge(
+        judgement = await self._judge_child(
+            runner,
             handle,
             adapter_dir,
             Path(serving.path) if serving is not None else None,
             config.eval_file,
-            max_length=config.max_length,
-            log_path=run_dir / "judge.log",
+            config.max_length,
+            run_dir,
         )
         decision = decide(
             judgement,
@@ -341,6 +354,37 @@ class TrainingPipeline:
             preference=str(preference.get("note", "")) if isinstance(preference, dict) else "",
             batch={str(k): int(v) for k, v in batch.items()} if isinstance(batch, dict) else {},
         )
+
+    async def _judge_child(
+        self,
+        runner: Runner,
+        handle: RunHandle,
+        candidate: Path,
+        serving: Path | None,
+        eval_file: Path,
+        max_length: int,
+        run_dir: Path,
+    ) -> Judgement:
+        """The judging child's verdict, as a future ``shutdown`` can stop; stopped that way,
+        the run is left for the next start (RunDetachedError), which judges it again."""
+        self._judging = asyncio.ensure_future(
+            runner.judge(
+                handle,
+                candidate,
+                serving,
+                eval_file,
+                max_length=max_length,
+                log_path=run_dir / JUDGE_LOG_NAME,
+            )
+        )
+        try:
+            return await self._judging
+        except asyncio.CancelledError:
+            if self._stopping and not _current_task_cancelling():
+                raise RunDetachedError("the bot stopped while judging the new adapter") from None
+            raise
+        finally:
+            self._judging = None
 
     async def _apply(self, verdict: _Verdict) -> None:
         """Promote the judged adapter or keep it as a candidate; report either way."""
@@ -376,6 +420,12 @@ class TrainingPipeline:
     async def _cancelled(self, run_id: int) -> None:
         await finish_run(self._db, run_id, "cancelled", {}, "cancelled by the owner")
         await self._hooks.finished(RunReport(run_id, "cancelled"))
+
+
+def _current_task_cancelling() -> bool:
+    """The running task itself was cancelled (not only a future it awaited)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def _gate_metrics(judgement: Judgement, decision: GateDecision) -> dict[str, float]:

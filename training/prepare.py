@@ -15,6 +15,7 @@ from storage.corrections import load_corrections
 from storage.db import Database
 from storage.memory import MemoryReader
 from storage.messages import corpus_counts
+from storage.private_files import private_dir, write_private_text
 from storage.reply_labels import load_labels
 from training.config import TrainConfig
 from training.corrections import correction_samples
@@ -174,13 +175,13 @@ async def prepare_run(
     build, corrections = await with_corrections(db, settings, build, tokenizer)
     feedback = await owner_feedback(db, settings, tokenizer)
     run_dir = settings.runs_dir / f"run-{run_id:04d}"
-    run_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(run_dir)
     config = train_config(settings, run_dir, build)
     write_jsonl(config.train_file, build.train)
     write_jsonl(config.eval_file, build.eval)
     write_preference_data(run_dir / PREFERENCE_FILE, feedback)
     config_path = run_dir / "train_config.json"
-    config_path.write_text(json.dumps(config.to_dict(), indent=2), encoding="utf-8")
+    write_private_text(config_path, json.dumps(config.to_dict(), indent=2))
     return PreparedRun(
         run_dir=run_dir,
         config_path=config_path,

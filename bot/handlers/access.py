@@ -8,6 +8,8 @@
   its conversation store. (Messages in a group the owner opted into collection are context
   of the owner's corpus: the collection handlers before this gate store them, whoever wrote
   them.)
+* An edited message goes no further, whoever sent it: an old message edited into a command
+  is not a command.
 """
 
 from __future__ import annotations
@@ -65,10 +67,14 @@ def _refusals(context: CloneContext) -> DailyRefusals:
 
 
 def _command_name(update: Update) -> str | None:
+    """The command a message starts with (``/stats@bot 1`` → ``stats``); None for none, and
+    for a bare ``/`` (anyone may send one, in any group)."""
     message = update.effective_message
     if message is None or not message.text or not message.text.startswith("/"):
         return None
-    return message.text[1:].split(maxsplit=1)[0].split("@", 1)[0].lower()
+    words = message.text[1:].split(maxsplit=1)
+    name = words[0].split("@", 1)[0].lower() if words else ""
+    return name or None
 
 
 def _is_owner_only(update: Update) -> bool:
@@ -100,7 +106,9 @@ async def _admit(update: Update, context: CloneContext) -> bool:
     """Whether the update may go on; refusals are sent here."""
     settings = context.services.settings
     user = update.effective_user
-    if user is None:
+    if user is None or update.edited_message is not None:
+        # An edit is never acted on here: editing an old message into a command must not run
+        # it. (Group edits were collected before the gate; nothing after it follows edits.)
         return False
     if settings.is_admin(user.id):
         return True

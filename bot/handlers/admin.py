@@ -7,9 +7,9 @@ import logging
 import tempfile
 from pathlib import Path
 
-from telegram import Update
+from telegram import Message, Update
 
-from bot.context import CloneContext
+from bot.context import CloneContext, Services
 from bot.retrain.figures import (
     adapter_lines,
     precision_line,
@@ -40,6 +40,9 @@ def _recorded_precision(adapter_dir: Path) -> str:
         return ""
 
 
+ALREADY_RUNNING = "A training run is already in progress; I'll tell you when it ends."
+
+
 async def retrain(update: Update, context: CloneContext) -> None:
     """Start a training run now; say so if one is already running."""
     message = update.effective_message
@@ -49,14 +52,19 @@ async def retrain(update: Update, context: CloneContext) -> None:
     try:
         await services.retrain.ensure_idle()
     except RunAlreadyActiveError:
-        await message.reply_text(
-            "A training run is already in progress; I'll tell you when it ends."
-        )
+        await message.reply_text(ALREADY_RUNNING)
         return
-    if services.scheduler.get_job(RETRAIN_JOB_ID) is not None:
-        await message.reply_text("A training run is about to start.")
-        return
-    services.scheduler.add_job(services.retrain.run, args=["command"], id=RETRAIN_JOB_ID)
+    # A job of its own per /retrain: APScheduler silently skips a job whose earlier instance
+    # still runs, so one shared id left a /retrain sent during a run without an answer.
+    job_id = f"{RETRAIN_JOB_ID}:{update.update_id}"
+    services.scheduler.add_job(_run_now, args=[services, message], id=job_id)
+
+
+async def _run_now(services: Services, message: Message) -> None:
+    """The /retrain job; several /retrain at once can all find the pipeline idle, and the
+    runs that then find another one in progress answer here."""
+    if await services.retrain.run("command") is None:
+        await message.reply_text(ALREADY_RUNNING)
 
 
 async def cancel(update: Update, context: CloneContext) -> None:

@@ -19,6 +19,22 @@ async def reply_as_clone(update: Update, context: CloneContext) -> None:
     await queue_reply(update, context, message.text)
 
 
+TEXT_ONLY = "I can only read text for now: tell me in words?"
+"""The answer to a sticker, photo, voice message or other media without a caption."""
+
+
+async def reply_to_media(update: Update, context: CloneContext) -> None:
+    """A captioned photo (or other media) is answered like text; media without words gets a
+    one-line note that the clone reads text only, instead of silence."""
+    message = update.effective_message
+    if message is None:
+        return
+    if message.caption:
+        await queue_reply(update, context, message.caption)
+        return
+    await message.reply_text(TEXT_ONLY)
+
+
 async def queue_reply(
     update: Update, context: CloneContext, text: str, *, reply_to: int | None = None
 ) -> None:

@@ -1,12 +1,15 @@
 """Live collection: the owner's Business chats and the groups the owner opted in.
 
 These handlers run before the access gate. Business updates stop there (they are never
-conversations with the clone); group messages go on to the gate and the commands.
+conversations with the clone); group messages go on to the gate and the commands. What they
+store goes through ``Database.write_soon``: while an import holds the database it is queued
+behind it, in order, and the update is done.
 """
 
 from __future__ import annotations
 
 import logging
+from functools import partial
 
 from telegram import BusinessConnection, Message, Update
 from telegram.ext import ApplicationHandlerStop
@@ -39,6 +42,28 @@ def _record(connection: BusinessConnection) -> BusinessConnectionRecord:
     )
 
 
+FOREIGN_CONNECTIONS_KEY = "foreign_business_connections"
+FOREIGN_CONNECTIONS_KEPT = 1024
+"""Connection ids of other people remembered (oldest forgotten first): their updates cost no
+Bot API call, and a flood of new ids cannot grow the bot's memory."""
+
+
+def _foreign_connections(context: CloneContext) -> dict[str, None]:
+    """Ids of Business connections that are not the owner's (an ordered set, in memory only:
+    nothing of other people is stored)."""
+    known = context.application.bot_data.get(FOREIGN_CONNECTIONS_KEY)
+    if not isinstance(known, dict):
+        known = context.application.bot_data[FOREIGN_CONNECTIONS_KEY] = {}
+    return known
+
+
+def _remember_foreign(context: CloneContext, connection_id: str) -> None:
+    foreign = _foreign_connections(context)
+    foreign[connection_id] = None
+    if len(foreign) > FOREIGN_CONNECTIONS_KEPT:
+        del foreign[next(iter(foreign))]
+
+
 async def on_business_connection(update: Update, context: CloneContext) -> None:
     """Remember the owner's Business connection; ignore anyone else's."""
     connection = update.business_connection
@@ -47,8 +72,11 @@ async def on_business_connection(update: Update, context: CloneContext) -> None:
     services = context.services
     if connection.user.id != services.settings.owner_id:
         logger.warning("ignored a Business connection of user %s", connection.user.id)
+        _remember_foreign(context, connection.id)
         raise ApplicationHandlerStop
-    await save_business_connection(services.db, _record(connection))
+    await services.db.write_soon(
+        partial(save_business_connection, services.db, _record(connection))
+    )
     state = "connected" if connection.is_enabled else "disconnected"
     logger.info("Business connection %s %s", connection.id, state)
     if connection.is_enabled:
@@ -69,11 +97,15 @@ async def _owner_connection(
     if connection_id is None:
         return None
     services = context.services
+    if connection_id in _foreign_connections(context):
+        return None
     record = await get_business_connection(services.db, connection_id)
     if record is None:
         record = _record(await context.bot.get_business_connection(connection_id))
         if record.user_id == services.settings.owner_id:
-            await save_business_connection(services.db, record)
+            await services.db.write_soon(partial(save_business_connection, services.db, record))
+        else:
+            _remember_foreign(context, connection_id)
     if record.user_id != services.settings.owner_id or not record.is_enabled:
         return None
     return record
@@ -102,7 +134,9 @@ async def on_business_message(update: Update, context: CloneContext) -> None:
         raise ApplicationHandlerStop
     edited = update.edited_business_message is not None
     if not await collection_paused(services.db):
-        await _store(services.db, message, connection.user_id, edited)
+        await services.db.write_soon(
+            partial(_store, services.db, message, connection.user_id, edited)
+        )
     if not edited:
         await services.business.consider(message, connection)
     raise ApplicationHandlerStop
@@ -115,7 +149,10 @@ async def on_business_deleted(update: Update, context: CloneContext) -> None:
         raise ApplicationHandlerStop
     connection = await _owner_connection(context, deleted.business_connection_id)
     if connection is not None:
-        await delete_messages(context.services.db, deleted.chat.id, list(deleted.message_ids))
+        db = context.services.db
+        await db.write_soon(
+            partial(delete_messages, db, deleted.chat.id, list(deleted.message_ids))
+        )
     raise ApplicationHandlerStop
 
 
@@ -133,4 +170,5 @@ async def collect_group_message(update: Update, context: CloneContext) -> None:
     if is_command:
         return
     edited = update.edited_message is not None
-    await _store(services.db, message, services.settings.owner_id, edited)
+    owner_id = services.settings.owner_id
+    await services.db.write_soon(partial(_store, services.db, message, owner_id, edited))

@@ -3,6 +3,7 @@
 Neither the log nor the owner's note carries message text. Exception messages may quote it
 (a library error echoing its input), so they appear only for our own exception classes and
 Telegram's errors (whose texts come from the Bot API); other errors are named by type alone.
+Nor do they carry the bot token (or another secret of the settings): it is taken out of both.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from pathlib import Path
 from telegram import Update
 from telegram.error import TelegramError
 
-from bot.context import CloneContext
+from bot.context import SERVICES_KEY, CloneContext, Services
+from bot.logs import redact
 
 logger = logging.getLogger(__name__)
 
@@ -82,22 +84,29 @@ def condensed_traceback(error: BaseException, frames: int = OWNER_NOTE_FRAMES) -
     return "\n".join(lines)
 
 
+def _secrets(context: CloneContext) -> tuple[str, ...]:
+    """The bot's token, and the settings' other secrets once the services run."""
+    services = context.application.bot_data.get(SERVICES_KEY)
+    more = services.settings.secrets() if isinstance(services, Services) else ()
+    return (context.bot.token, *more)
+
+
 async def on_error(update: object, context: CloneContext) -> None:
     """Log the traceback; tell the chat in one line and the owner in a few."""
     error = context.error
     if error is None:
         return
-    logger.error("error while handling an update\n%s", traceback_text(error))
+    secrets = _secrets(context)
+    logger.error("error while handling an update\n%s", redact(traceback_text(error), secrets))
     if not isinstance(update, Update):
         return
     chat = update.effective_chat
     settings = context.services.settings
+    note = redact(condensed_traceback(error), secrets)
     try:
         if chat is not None:
             await context.bot.send_message(chat.id, USER_ERROR_TEXT)
         where = f" in chat {chat.id}" if chat is not None else ""
-        await context.bot.send_message(
-            settings.owner_id, f"The bot hit an error{where}:\n{condensed_traceback(error)}"
-        )
+        await context.bot.send_message(settings.owner_id, f"The bot hit an error{where}:\n{note}")
     except TelegramError:
         logger.warning("could not report the error to the chat", exc_info=True)

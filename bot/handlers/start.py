@@ -8,7 +8,6 @@ from telegram import Update
 
 from bot.context import CloneContext
 from bot.telegram.const import COMMANDS
-from storage.clone_turns import clear_clone_turns
 
 Language = Literal["en", "ru"]
 
@@ -68,5 +67,5 @@ async def reset(update: Update, context: CloneContext) -> None:
     chat = update.effective_chat
     if message is None or chat is None:
         return
-    await clear_clone_turns(context.services.db, chat.id)
+    await context.services.history.clear(chat.id)
     await message.reply_text(RESET_TEXT[language_of(update)])

@@ -128,7 +128,7 @@ class AutoReplier:
         sent_at = datetime.now(UTC).replace(microsecond=0)
         sent = answered.sent
         record = AutoReplyRecord(chat_id, sent.message_ids[0], sent.text, sent_at)
-        await add_auto_reply(self._db, record)
+        await self._db.write_soon(partial(add_auto_reply, self._db, record))
 
     async def _history(self, chat_id: int, new: list[MessageRecord]) -> list[MessageRecord]:
         """The chat's stored messages and the auto-replies sent there, in time order."""

@@ -15,7 +15,7 @@ from telegram.error import BadRequest
 from bot.context import Services
 from bot.replies.pipeline import CUT_NOTICE, Delivery, answer, failure_text
 from bot.telegram.const import LABEL_CALLBACK_PREFIX
-from storage.clone_turns import Exchange, add_clone_turn, prompt_of_turn, turns_before
+from storage.clone_turns import Exchange, prompt_of_turn, turns_before
 from storage.corrections import ContextTurn
 from storage.db import Database
 from storage.messages import recent_chat_messages
@@ -145,5 +145,4 @@ async def chat_records(db: Database, chat_id: int, turns: list[CloneTurn]) -> li
 
 
 async def _store_user_turns(services: Services, turns: list[CloneTurn]) -> None:
-    for turn in turns:
-        await add_clone_turn(services.db, turn)
+    await services.history.save(Exchange(turns[0].chat_id, turns, None, []))

@@ -1,11 +1,15 @@
 """The clone's conversations in SQLite, read and written in batches across chats.
 
-The bot has one database connection, one operation at a time. With hundreds of chats answered
-at once, a history read per reply would queue behind every other chat's reads and writes, and
-the reply's first words with it. Requests that arrive while a batch runs are served together by
-the next one: one query for all waiting chats' histories, one transaction for all finished
-exchanges. A chat never has two replies at once (``ReplyScheduler``), so its reads and writes
-stay in order.
+The bot reads through one connection and writes through another, each one operation at a
+time. With hundreds of chats answered at once, a history read per reply would queue behind
+every other chat's reads, and the reply's first words with it. Requests that arrive while a
+batch runs are served together by the next one: one query for all waiting chats' histories,
+one transaction for all finished exchanges. A chat never has two replies at once
+(``ReplyScheduler``), so its reads and writes stay in order.
+
+Writes go through ``Database.write_soon``: while an import holds the database they wait
+behind it, and the bot answers meanwhile from what it has not stored yet (an exchange is
+part of its chat's history from the moment it is saved, committed or not).
 """
 
 from __future__ import annotations
@@ -16,7 +20,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Generic, TypeVar
 
-from storage.clone_turns import Exchange, recent_clone_turns_of_chats, save_exchanges
+from storage.clone_turns import (
+    Exchange,
+    clear_clone_turns,
+    recent_clone_turns_of_chats,
+    save_exchanges,
+)
 from storage.db import Database, to_unix
 from storage.models import CloneTurn
 
@@ -80,15 +89,53 @@ class ChatHistory:
     def __init__(self, db: Database) -> None:
         self._db = db
         self._reads: _Batcher[_Read, list[CloneTurn]] = _Batcher(self._read_batch)
-        self._writes: _Batcher[Exchange, int] = _Batcher(self._write_batch)
+        self._writes: _Batcher[Exchange, int | None] = _Batcher(self._write_batch)
+        self._unsaved: dict[int, list[Exchange]] = {}
+        """Exchanges saved but not committed yet, per chat."""
+        self._clearing: dict[int, int] = {}
+        """Chats whose stored turns are being forgotten (/reset not committed yet)."""
 
     async def recent(self, chat_id: int, limit: int, since: datetime) -> list[CloneTurn]:
         """The chat's last ``limit`` turns at or after ``since``, oldest first."""
-        return await self._reads.submit(_Read(chat_id, limit, since))
+        unsaved = [turn for exchange in self._unsaved.get(chat_id, []) for turn in exchange.turns]
+        stored = await self._reads.submit(_Read(chat_id, limit, since))
+        if chat_id in self._clearing:
+            stored = []  # every stored turn predates the /reset waiting to be committed
+        # An exchange committed during the read is in both: take it once.
+        seen = {_identity(turn) for turn in stored}
+        turns = [*stored, *(t for t in unsaved if _identity(t) not in seen and t.date >= since)]
+        return turns[-limit:] if limit else []
 
-    async def save(self, exchange: Exchange) -> int:
-        """Store an exchange (committed when this returns); the reply's turn id."""
-        return await self._writes.submit(exchange)
+    async def save(self, exchange: Exchange) -> None:
+        """Store an exchange: committed when this returns, or while an import holds the
+        database, queued (``recent`` includes it meanwhile)."""
+        pending = self._unsaved.setdefault(exchange.chat_id, [])
+        pending.append(exchange)
+
+        async def write() -> None:
+            try:
+                await self._writes.submit(exchange)
+            finally:
+                pending.remove(exchange)
+                if not pending and self._unsaved.get(exchange.chat_id) is pending:
+                    del self._unsaved[exchange.chat_id]
+
+        await self._db.write_soon(write)
+
+    async def clear(self, chat_id: int) -> None:
+        """Forget the chat's conversation (/reset), after the exchanges saved before."""
+        self._unsaved.pop(chat_id, None)
+        self._clearing[chat_id] = self._clearing.get(chat_id, 0) + 1
+
+        async def write() -> None:
+            try:
+                await clear_clone_turns(self._db, chat_id)
+            finally:
+                self._clearing[chat_id] -= 1
+                if not self._clearing[chat_id]:
+                    del self._clearing[chat_id]
+
+        await self._db.write_soon(write)
 
     async def close(self) -> None:
         """Stop the batches in flight (before the database closes)."""
@@ -109,5 +156,10 @@ class ChatHistory:
             results.append(turns[-read.limit :] if read.limit else [])
         return results
 
-    async def _write_batch(self, exchanges: list[Exchange]) -> list[int]:
+    async def _write_batch(self, exchanges: list[Exchange]) -> list[int | None]:
         return await save_exchanges(self._db, exchanges)
+
+
+def _identity(turn: CloneTurn) -> tuple[object, ...]:
+    """What tells one turn from another across the store and memory."""
+    return (turn.role, turn.message_id, turn.date, turn.text)

@@ -5,11 +5,14 @@ per request grows with the connections a busy bot holds open: with 200 chats ans
 once, most of the event loop went to it. aiohttp keeps idle connections per host in a queue
 and parses HTTP in C. Errors map to PTB's as ``HTTPXRequest`` maps them: a timeout is
 ``TimedOut``, any other failure ``NetworkError``; Telegram's own errors (HTTP status and
-body) are left to PTB.
+body) are left to PTB. The Bot API's URLs carry the bot token (``/bot<token>/method``) and
+aiohttp's errors quote them (a redirect, an invalid URL): the error raised here has the token
+taken out, and does not chain aiohttp's own.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import aiohttp
@@ -100,12 +103,23 @@ class AiohttpRequest(BaseRequest):
                 headers=_headers(request_data),
             ) as response:
                 return response.status, await response.read()
-        except aiohttp.ConnectionTimeoutError as error:
-            raise TimedOut(CONNECT_TIMEOUT_MESSAGE) from error
-        except TimeoutError as error:
-            raise TimedOut from error
+        except aiohttp.ConnectionTimeoutError:
+            raise TimedOut(CONNECT_TIMEOUT_MESSAGE) from None
+        except TimeoutError:
+            raise TimedOut from None
         except aiohttp.ClientError as error:
-            raise NetworkError(f"aiohttp.{type(error).__name__}: {error}") from error
+            text = without_token(f"aiohttp.{type(error).__name__}: {error}", url)
+            raise NetworkError(text) from None
+
+
+TOKEN_IN_URL = re.compile(r"/bot([^/]+)/")
+"""Where a Bot API URL carries the token: ``…/bot<token>/method``, ``…/file/bot<token>/…``."""
+
+
+def without_token(text: str, url: str) -> str:
+    """``text`` with the bot token of ``url`` replaced by ``<token>``."""
+    match = TOKEN_IN_URL.search(url)
+    return text.replace(match.group(1), "<token>") if match else text
 
 
 def _given(value: Any, default: float | None) -> float | None:

@@ -31,7 +31,8 @@ from tests.bot.scripted_engine import ScriptedEngine
 from tests.export_factory import OWNER_ID, full_export, write_full_export
 from tests.fake_telegram import builders
 from tests.fake_telegram.server import FakeTelegramServer
-from training.pipeline import TrainingPipeline
+from training.judge import JUDGE_PID_NAME
+from training.pipeline import JUDGE_LOG_NAME, TrainingPipeline
 
 OWNER = builders.user(OWNER_ID, "Owner")
 
@@ -175,7 +176,40 @@ async def test_a_run_that_never_started_its_process_fails_on_resume(
     db: Database, tmp_path: Path, tiny_model_dir: Path
 ) -> None:
     queued = await create_run(db, "schedule")
-    await TrainingPipeline(_settings(tmp_path, tiny_model_dir), db, OwnerHooks(Inbox())).resume()
+    inbox = Inbox()
+    await TrainingPipeline(_settings(tmp_path, tiny_model_dir), db, OwnerHooks(inbox)).resume()
     run = await get_run(db, queued)
     assert run is not None and run.status == "failed"
     assert run.error is not None and "before this run's training process started" in run.error
+    assert inbox.texts == [
+        f"Training run #{queued} failed (the bot stopped before this run's training process "
+        "started); the clone keeps its current adapter. Details are in the bot's log."
+    ], "the owner hears of it"
+
+
+async def test_a_bot_stopping_while_judging_stops_the_judge_and_the_next_start_judges_once(
+    db: Database, tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    await import_export(db, write_full_export(tmp_path / "result.json", conversations=6))
+    settings = _settings(tmp_path, tiny_model_dir)
+    first = TrainingPipeline(settings, db, OwnerHooks(Inbox()))
+    running = asyncio.create_task(first.run("command"))
+    pid_path = settings.runs_dir / "run-0001" / JUDGE_PID_NAME
+    while not pid_path.exists():
+        assert not running.done(), "the run ended before its adapter was judged"
+        await asyncio.sleep(0.02)
+    judge_pid = int(pid_path.read_text())
+    await first.shutdown()  # the bot stops while the new adapter is being judged
+    await asyncio.wait_for(running, timeout=30)
+    assert not Path(f"/proc/{judge_pid}/cmdline").exists(), "the judge did not outlive the bot"
+    run = await latest_run(db)
+    assert run is not None and run.status == "running", "left for the next start"
+
+    inbox = Inbox()
+    await TrainingPipeline(settings, db, OwnerHooks(inbox)).resume()
+    judged = await get_run(db, run.run_id)
+    assert judged is not None and judged.status == "succeeded", judged
+    assert "Training run #1 finished" in inbox.texts[-1]
+    judge_log = (settings.runs_dir / "run-0001" / JUDGE_LOG_NAME).read_text("utf-8")
+    # The first judge was stopped as it started (loading torch takes seconds): one verdict.
+    assert judge_log.count("candidate scored") == 1

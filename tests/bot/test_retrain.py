@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
-from collections.abc import AsyncIterator
-from datetime import datetime
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, JobExecutionEvent
 
 from bot.retrain.schedule import build_scheduler, schedule_retrain
 from bot.retrain.service import OwnerHooks
@@ -116,3 +118,50 @@ async def test_cron_schedules_the_retrain_job(db: Database, tmp_path: Path) -> N
     finally:
         scheduler.shutdown(wait=False)
     assert await latest_run(db) is None
+
+
+async def test_a_cron_firing_during_a_command_run_is_skipped_not_queued(
+    db: Database, tmp_path: Path
+) -> None:
+    settings = _settings(tmp_path, retrain_cron="0 4 * * 0")
+    release = asyncio.Event()
+    said: list[str] = []
+
+    async def say(text: str) -> None:
+        said.append(text)
+        if len(said) == 1:
+            await release.wait()  # the first run holds the pipeline at its start
+
+    service = TrainingPipeline(settings, db, OwnerHooks(say))
+    scheduler = build_scheduler(settings)
+    schedule_retrain(scheduler, settings, service.run)
+    outcomes: list[object] = []
+    fired = asyncio.Event()
+
+    def on_job(event: JobExecutionEvent) -> None:
+        outcomes.append(event.retval if event.exception is None else event.exception)
+        fired.set()
+
+    scheduler.add_listener(on_job, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR)
+    scheduler.start()
+    command = asyncio.create_task(service.run("command"))
+    try:
+        await asyncio.wait_for(_until(lambda: bool(said)), timeout=30)
+        job = scheduler.get_job("retrain-cron")
+        assert job is not None
+        job.modify(next_run_time=datetime.now(UTC))
+        await asyncio.wait_for(fired.wait(), timeout=30)  # a queued run would still wait here
+        release.set()
+        first = await asyncio.wait_for(command, timeout=60)
+    finally:
+        release.set()
+        scheduler.shutdown(wait=False)
+    assert outcomes == [None], "the cron run returned at once, without a run of its own"
+    latest = await latest_run(db)
+    assert first is not None and latest is not None and latest.run_id == first.run_id
+    assert sum("started" in text for text in said) == 1
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    while not condition():
+        await asyncio.sleep(0.01)

@@ -51,7 +51,7 @@ async def test_transactions_are_serialised(db: Database) -> None:
     assert await chat_ids(db) == [1, 2]
 
 
-async def test_reads_do_not_see_another_tasks_open_transaction(db: Database) -> None:
+async def test_reads_never_wait_for_a_write_and_see_committed_rows_only(db: Database) -> None:
     inside = asyncio.Event()
     release = asyncio.Event()
 
@@ -64,13 +64,82 @@ async def test_reads_do_not_see_another_tasks_open_transaction(db: Database) -> 
 
     task = asyncio.create_task(slow_writer())
     await inside.wait()
-    reader = asyncio.create_task(chat_ids(db))
-    await asyncio.sleep(0.01)
-    assert not reader.done()  # waits for the writer instead of reading its rows
-    release.set()
-    with pytest.raises(RuntimeError):
-        await task
-    assert await reader == []
+    try:
+        # Answered while the writer holds its transaction, without the row it has not committed.
+        assert await asyncio.wait_for(chat_ids(db), timeout=5) == []
+    finally:
+        release.set()
+        with pytest.raises(RuntimeError):
+            await task
+    assert await chat_ids(db) == []
+    async with db.transaction() as conn:
+        await conn.execute(INSERT_CHAT, (2,))
+    assert await chat_ids(db) == [2], "a commit is seen by the next read"
+
+
+async def test_the_reading_connection_cannot_write(db: Database) -> None:
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        async with db.read() as conn:
+            await conn.execute(INSERT_CHAT, (1,))
+
+
+async def _insert_chat(db: Database, chat_id: int, done: list[int]) -> None:
+    async with db.transaction() as conn:
+        await conn.execute(INSERT_CHAT, (chat_id,))
+    done.append(chat_id)
+
+
+async def test_write_soon_commits_before_returning_when_nothing_holds_the_writer(
+    db: Database,
+) -> None:
+    done: list[int] = []
+    await db.write_soon(lambda: _insert_chat(db, 1, done))
+    assert done == [1] and await chat_ids(db) == [1]
+
+
+async def test_writes_queue_behind_a_bulk_load_in_order_and_survive_its_rollback(
+    db: Database,
+) -> None:
+    inside = asyncio.Event()
+    release = asyncio.Event()
+    failures: list[Exception] = []
+
+    async def told(error: Exception) -> None:
+        failures.append(error)
+
+    db.on_queued_error = told
+
+    async def bulk_load() -> None:
+        async with db.transaction(check_foreign_keys=False, bulk=True) as conn:
+            await conn.execute(INSERT_CHAT, (100,))
+            inside.set()
+            await release.wait()
+            raise RuntimeError("a bad export")
+
+    loading = asyncio.create_task(bulk_load())
+    await inside.wait()
+    done: list[int] = []
+
+    async def failing() -> None:
+        async with db.transaction() as conn:
+            await conn.execute(INSERT_CHAT, (1,))  # a duplicate: fails, once it runs
+
+    try:
+        assert db.bulk_loading
+        for chat_id in (1, 2, 3):
+            # Each returns at once: it is queued, not waiting for the load.
+            await asyncio.wait_for(db.write_soon(lambda c=chat_id: _insert_chat(db, c, done)), 1)
+        await asyncio.wait_for(db.write_soon(failing), timeout=1)
+        assert done == [] and await chat_ids(db) == []
+    finally:
+        release.set()
+        with pytest.raises(RuntimeError):
+            await loading
+    await db.write_soon(lambda: _insert_chat(db, 4, done))  # behind the queued ones
+    assert done == [1, 2, 3, 4]
+    assert await chat_ids(db) == [1, 2, 3, 4], "the load rolled back, the queued writes did not"
+    await asyncio.sleep(0)
+    assert len(failures) == 1 and isinstance(failures[0], sqlite3.IntegrityError)
 
 
 async def test_foreign_keys_are_enforced(db: Database) -> None:
@@ -89,7 +158,8 @@ ORPHAN_MESSAGE = (
 
 
 async def foreign_keys_on(db: Database) -> bool:
-    async with db.read() as conn, conn.execute("PRAGMA foreign_keys") as cursor:
+    """The writing connection's setting (the reading one never writes)."""
+    async with db.transaction() as conn, conn.execute("PRAGMA foreign_keys") as cursor:
         row = await cursor.fetchone()
     assert row is not None
     return bool(row[0])

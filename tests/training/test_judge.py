@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +15,7 @@ from training.evaluate import evaluate_adapter
 from training.gate import decide
 from training.judge import JudgeError, Judgement, judge_in_child
 from training.quiz_set import QUIZ_FILE, load_quiz_set
+from training.runner import stop_leftover_child
 
 SAMPLES = [
     [
@@ -82,3 +86,58 @@ def test_the_gate_compares_the_two_figures_of_one_judgement() -> None:
     # Something serves but has no figure from this eval set: not comparable, kept.
     unscored = decide(judged(0.1, None), serving_exists=True, min_improvement=0.01)
     assert not unscored.promote and unscored.serving_loss is None
+
+
+async def _judge_recorded(candidate: Path, eval_file: Path, pid_path: Path) -> Judgement:
+    """The candidate judged alone, its judge recorded in ``pid_path`` (log beside it)."""
+    log_path = pid_path.with_name("judge.log")
+    return await judge_in_child(
+        candidate, None, eval_file, max_length=256, log_path=log_path, pid_path=pid_path
+    )
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return bool(Path(f"/proc/{pid}/cmdline").read_bytes())  # empty for a zombie
+    except OSError:
+        return False
+
+
+async def test_a_cancelled_judge_has_exited_when_the_cancel_returns(
+    tiny_model_dir: Path, tmp_path: Path, eval_file: Path
+) -> None:
+    candidate = make_adapter(tiny_model_dir, tmp_path / "new", seed=1, system_prompt="Я.")
+    pid_path = tmp_path / "judge.pid"
+    judging = asyncio.create_task(_judge_recorded(candidate, eval_file, pid_path))
+    while not pid_path.exists():
+        await asyncio.sleep(0.01)
+    pid = int(pid_path.read_text())
+    assert _alive(pid)
+    judging.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await judging
+    assert not _alive(pid), "the judging child was stopped, not left running"
+    assert not pid_path.exists()
+
+
+async def test_a_judge_left_by_a_killed_bot_is_stopped_before_the_next_one(
+    tiny_model_dir: Path, tmp_path: Path, eval_file: Path
+) -> None:
+    candidate = make_adapter(tiny_model_dir, tmp_path / "new", seed=1, system_prompt="Я.")
+    pid_path = tmp_path / "judge.pid"
+    # What a killed bot leaves: a judge of this run, in a session of its own, still working.
+    stand_in = ["-c", "import time; time.sleep(300)", "-m", "training.judge"]
+    leftover = subprocess.Popen([sys.executable, *stand_in], start_new_session=True)
+    unrelated = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+    try:
+        pid_path.write_text(str(leftover.pid))
+        judgement = await _judge_recorded(candidate, eval_file, pid_path)
+        assert leftover.wait(timeout=5) != 0, "the leftover judge was stopped"
+        assert judgement.candidate["eval_loss"] > 0
+        pid_path.write_text(str(unrelated.pid))  # a pid reused by another program
+        assert not stop_leftover_child(pid_path, "training.judge")
+        assert unrelated.poll() is None, "a process that is not a judge is left alone"
+    finally:
+        for process in (leftover, unrelated):
+            process.kill()
+            process.wait()

@@ -180,7 +180,7 @@ class LocalRunner:
         log_path: Path,
     ) -> Judgement:
         """Judge the trained adapter here, in a child that sees the first training GPU."""
-        from training.judge import judge_in_child
+        from training.judge import JUDGE_PID_NAME, judge_in_child
 
         env = await run_environment(self._env, self._gpu_ids, 1)
         return await judge_in_child(
@@ -191,6 +191,7 @@ class LocalRunner:
             log_path=log_path,
             python=self._python,
             env=env,
+            pid_path=log_path.parent / JUDGE_PID_NAME,
         )
 
     async def finish(self, handle: RunHandle) -> None:
