@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from bot.replies.pipeline import CUT_NOTICE
 from bot.settings import Settings
 from storage.db import Database
 from storage.importer import import_export
@@ -313,3 +314,32 @@ async def test_no_text_opens_or_closes_a_turn_on_the_in_process_engine(
     # The engine answered the one neutralised turn: the same reply as that prompt gives.
     expected = greedy_reply(adapter, evil_text()[1], max_new_tokens=12)
     assert reply["text"] == expected
+
+
+async def test_a_burst_of_thirty_full_messages_is_answered_within_the_budget_and_told_once(
+    fake_telegram: FakeTelegramServer,
+    fake_openai: FakeOpenAIServer,
+    adapter: Path,
+    tmp_path: Path,
+) -> None:
+    settings = await _served(fake_telegram, fake_openai, adapter, tmp_path)
+    friend = builders.user(ALLOWED_ID, "Friend")
+    async with running_clone(settings) as app:
+        for index in range(30):
+            text = f"конец {index - 1}. " + "длинный текст " * 290
+            fake_telegram.send_text(friend, text[:4090] + f" {index:02d}")
+        await fake_telegram.wait_until(lambda: fake_openai.bodies("completions"))
+        await settle(app, fake_telegram)
+        fake_telegram.send_text(friend, "а теперь коротко")
+        await fake_telegram.wait_until(lambda: len(fake_openai.bodies("completions")) == 2)
+        await settle(app, fake_telegram)
+    spec = load_clone_spec(adapter)
+    budget = spec.dataset.max_seq_tokens - spec.generation.max_new_tokens
+    first, second = (body["prompt"] for body in fake_openai.bodies("completions"))
+    assert len(first) <= budget and len(second) <= budget, "each prompt fits the adapter's window"
+    assert len(first) > budget // 2, "the budget is used, not wasted"
+    tokenizer = load_adapter_tokenizer(adapter, "")
+    assert tokenizer.decode(first).rstrip().endswith(f"29<|im_end|>\n{OPENING}".rstrip())
+    texts = [m.get("text") for m in fake_telegram.sent_messages(ALLOWED_ID)]
+    notices = [t for t in texts if t == CUT_NOTICE]
+    assert len(notices) == 1, "the user hears once that the burst was cut"
