@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bot.logs import configure_logging, redact_secrets
+from bot.process.logs import configure_logging, redact_secrets
 from bot.settings import Settings, SettingsError, load_settings
 from storage.private_files import OWNER_ONLY_UMASK, private_dir, tighten
 from training.config import DatasetConfig, TrainConfig
@@ -32,7 +32,7 @@ def run_bot(settings: Settings) -> int:
         )
         return 2
     from bot.app import build_application
-    from bot.stop_signals import stop_on_signals
+    from bot.process.signals import stop_on_signals
     from bot.telegram.const import ALLOWED_UPDATES
     from bot.telegram.webhook import webhook_options
 

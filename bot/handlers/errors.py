@@ -16,7 +16,7 @@ from telegram import Update
 from telegram.error import TelegramError
 
 from bot.context import SERVICES_KEY, CloneContext, Services
-from bot.logs import redact
+from bot.process.logs import redact
 
 logger = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from bot.handlers.autoreply import SWITCHED_ON
 from bot.handlers.errors import USER_ERROR_TEXT
 from bot.handlers.fix import NOTED
 from bot.handlers.group_talk import TALK_ON
-from bot.logs import quiet_libraries, redact_secrets
+from bot.process.logs import quiet_libraries, redact_secrets
 from bot.settings import Settings
 from bot.telegram.http import AiohttpRequest
 from storage.db import Database
