@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict
 
 from storage.corrections import ContextTurn, Correction
+from storage.private_files import open_private
 from storage.reply_labels import ReplyLabel
 from training.chat_format import ChatMessage, TokenCounter
 from training.config import DatasetConfig
@@ -128,7 +129,7 @@ def _prompt(
 
 def write_preference_data(path: Path, data: PreferenceData) -> int:
     """Write one JSON line per example (pairs first); return how many."""
-    with path.open("w", encoding="utf-8") as out:
+    with open_private(path) as out:
         for pair in data.pairs:
             out.write(json.dumps({"kind": "pair", **pair}, ensure_ascii=False) + "\n")
         for reply in data.unpaired:

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from storage.private_files import write_private_text
 from training.chat_format import ChatMessage
 
 QUIZ_FILE = "quiz.jsonl"
@@ -68,7 +69,7 @@ def save_quiz_set(adapter_dir: Path, items: Sequence[QuizItem]) -> Path:
         )
         for i in items
     ]
-    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    write_private_text(path, "".join(line + "\n" for line in lines))
     return path
 
 

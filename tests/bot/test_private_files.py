@@ -23,7 +23,10 @@ from tests.fake_telegram.server import FakeTelegramServer
 from tests.tiny_model import TOKENIZER_DIR
 from training.dataset import write_jsonl
 from training.frozen_eval import freeze_eval
+from training.preference_data import PreferenceData, write_preference_data
 from training.prepare import build_corpus_dataset, prepare_run
+from training.quiz_set import QuizItem, save_quiz_set
+from training.runners.transfer import pack_directory, pack_run
 from training.settings import PipelineSettings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -159,15 +162,21 @@ async def test_private_data_is_created_owner_only_under_any_umask(tmp_path: Path
         await import_export(db, write_full_export(tmp_path / "result.json", conversations=8))
         build = await build_corpus_dataset(db, settings)
         freeze_eval(build, settings.eval_store)
-        await prepare_run(db, settings, 1)
+        prepared = await prepare_run(db, settings, 1)
     finally:
         await db.close()
+    # What a run writes beside its dataset: the quiz, the feedback, the bundle for a GPU host.
+    save_quiz_set(prepared.run_dir, [QuizItem("k", [{"role": "user", "content": "?"}], "a", "b")])
+    write_preference_data(prepared.run_dir / "preference.jsonl", PreferenceData())
+    pack_run(prepared.run_dir / "bundle.tar", prepared.config, prepared.config, "host.json")
+    pack_directory(prepared.run_dir, prepared.run_dir.parent / "adapter.tar")
     write_jsonl(data / "loose.jsonl", [])
     start_upload(data / "uploads", 7, OWNER_ID, 3, "result.json", ".json")
     names = set(_modes(data))
     assert {"tgclone.sqlite3", "runs/run-0001/train.jsonl", "runs/run-0001/eval.jsonl"} <= names
     assert any(name.startswith("eval/") for name in names)
     assert any(name.startswith("uploads/7-") for name in names)
+    assert {"runs/run-0001/quiz.jsonl", "runs/run-0001/bundle.tar", "runs/adapter.tar"} <= names
     assert not _readable_by_others(data)
 
 

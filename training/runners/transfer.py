@@ -8,6 +8,7 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
+from storage.private_files import open_private
 from training.config import TrainConfig
 from training.train import ADAPTER_DIRNAME, RESULT_FILE
 
@@ -22,9 +23,10 @@ def pack_run(
     """The dataset files and the host's copy of the config, as one tar."""
     body = json.dumps(remote_config.to_dict(), indent=2).encode("utf-8")
     staged = bundle.with_name(config_name + ".host")
-    staged.write_bytes(body)
+    with open_private(staged, "wb") as handle:
+        handle.write(body)
     try:
-        with tarfile.open(bundle, "w") as tar:
+        with open_private(bundle, "wb") as file, tarfile.open(fileobj=file, mode="w") as tar:
             tar.add(config.train_file, arcname=TRAIN_NAME)
             tar.add(config.eval_file, arcname=EVAL_NAME)
             tar.add(staged, arcname=config_name)
@@ -37,7 +39,7 @@ def pack_run(
 
 def pack_directory(directory: Path, bundle: Path) -> None:
     """The files of ``directory`` (an adapter), as one tar of relative names."""
-    with tarfile.open(bundle, "w") as tar:
+    with open_private(bundle, "wb") as file, tarfile.open(fileobj=file, mode="w") as tar:
         for path in sorted(directory.rglob("*")):
             if path.is_file():
                 tar.add(path, arcname=str(path.relative_to(directory)))
