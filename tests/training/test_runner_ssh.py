@@ -43,6 +43,10 @@ async def test_training_runs_on_the_ssh_host_and_the_adapter_comes_home(
     assert kinds.count("start") == 1 and kinds[-1] == "done" and "eval" in kinds
     # The run stays on the host until it is judged there; then the host keeps nothing of it.
     assert handle.remote_dir is not None and Path(handle.remote_dir).is_dir()
+    remote = Path(handle.remote_dir)
+    readable = [p for p in [remote, *remote.rglob("*")] if p.stat().st_mode & 0o077]
+    assert {"train.jsonl", "eval.jsonl", "preference.jsonl"} <= {p.name for p in remote.iterdir()}
+    assert not readable, "the run's files on the host are the owner's alone"
     await runner.finish(handle)
     assert list((tmp_path / "gpu-host").iterdir()) == []
     # Its key was remembered in our known_hosts.

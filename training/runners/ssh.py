@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from storage.private_files import open_private
 from training.config import TrainConfig
 from training.gpus import REMOTE_PROBE, gpu_environment, parse_probe, select_gpus, usable_ids
 from training.quiz_set import QUIZ_FILE
@@ -105,7 +106,7 @@ class SshTarget:
             args += ["-i", str(self.key_path), "-o", "IdentitiesOnly=yes"]
         if self.user:
             args += ["-l", self.user]
-        return [*args, self.host, remote]
+        return [*args, self.host, f"umask 077; {remote}"]  # the run's files are the owner's alone
 
 
 def _is_ours(pid: int, config: str) -> str:
@@ -409,7 +410,7 @@ class SshRunner:
         with contextlib.ExitStack() as files:
             pipe = asyncio.subprocess
             source = files.enter_context(stdin.open("rb")) if stdin else pipe.DEVNULL
-            sink: Any = files.enter_context(stdout.open("wb")) if stdout else pipe.PIPE
+            sink: Any = files.enter_context(open_private(stdout, "wb")) if stdout else pipe.PIPE
             process = await asyncio.create_subprocess_exec(
                 *self.target.command(remote),
                 stdin=source,
