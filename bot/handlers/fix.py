@@ -9,8 +9,7 @@ from telegram import Update
 
 from bot.context import CloneContext
 from bot.engine.base import NoAdapterError
-from bot.replies.chats import prompt_of_reply
-from storage.clone_turns import turn_for_message
+from bot.replies.chats import clone_reply, prompt_of_reply
 from storage.corrections import add_correction
 
 logger = logging.getLogger(__name__)
@@ -49,8 +48,8 @@ async def fix(update: Update, context: CloneContext) -> None:
         await message.reply_text(EMPTY_FIX)
         return
     services = context.services
-    stored = await turn_for_message(services.db, chat.id, replied.message_id)
-    if stored is None or stored.turn.role != "assistant":
+    stored = await clone_reply(services, chat.id, replied.message_id)
+    if stored is None:
         await message.reply_text(NOT_A_CLONE_MESSAGE)
         return
     try:

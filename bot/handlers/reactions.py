@@ -17,9 +17,8 @@ from telegram import ReactionType, ReactionTypeEmoji, Update
 
 from bot.context import CloneContext, Services
 from bot.engine.base import NoAdapterError
-from bot.replies.chats import prompt_of_reply
+from bot.replies.chats import clone_reply, prompt_of_reply
 from bot.telegram.const import BAD_REACTIONS, GOOD_REACTIONS, LABEL_CALLBACK_PREFIX
-from storage.clone_turns import turn_for_message
 from storage.reply_labels import Label, LabelSource, ReplyLabel, remove_label, set_label
 
 logger = logging.getLogger(__name__)
@@ -73,8 +72,8 @@ async def label_reply(
 ) -> bool:
     """Store (or, with ``label`` None, remove) the label of the clone reply that Telegram
     message carried; False when it is no clone reply (or its prompt is lost)."""
-    stored = await turn_for_message(services.db, chat_id, message_id)
-    if stored is None or stored.turn.role != "assistant":
+    stored = await clone_reply(services, chat_id, message_id)
+    if stored is None:
         return False
     if label is None:
         await remove_label(services.db, chat_id, stored.turn_id)

@@ -15,7 +15,7 @@ from telegram.error import BadRequest
 from bot.context import Services
 from bot.replies.pipeline import CUT_NOTICE, Delivery, answer, failure_text
 from bot.telegram.const import LABEL_CALLBACK_PREFIX
-from storage.clone_turns import Exchange, prompt_of_turn, turns_before
+from storage.clone_turns import Exchange, prompt_of_turn, turn_for_message, turns_before
 from storage.corrections import ContextTurn
 from storage.db import Database
 from storage.messages import recent_chat_messages
@@ -69,8 +69,6 @@ async def reply_to_burst(
     if answered is None:
         await _store_user_turns(services, new_turns)
         return
-    if answered.cut:
-        await bot.send_message(chat_id, CUT_NOTICE)
     sent = answered.sent
     reply = CloneTurn(
         chat_id=chat_id,
@@ -83,6 +81,8 @@ async def reply_to_burst(
     # Stored only now, in one transaction, so that no write delays any reply's first words.
     prompt = context_of(answered.turns)
     await services.history.save(Exchange(chat_id, new_turns, reply, sent.message_ids, prompt))
+    if answered.cut:
+        await bot.send_message(chat_id, CUT_NOTICE)
     if settings.reply_label_buttons and is_admin and sent.message_ids:
         await offer_labels(bot, chat_id, sent.message_ids[-1])
 
@@ -91,6 +91,15 @@ def context_of(messages: Sequence[ChatMessage]) -> list[ContextTurn]:
     """A reply's prompt as storage keeps it: its system message (memory block included) and
     its shaped turns."""
     return [{"role": m["role"], "content": m["content"]} for m in messages]
+
+
+async def clone_reply(services: Services, chat_id: int, message_id: int) -> StoredCloneTurn | None:
+    """The clone reply that Telegram message carried (None: no clone reply), looked up once
+    the chat's reply in progress is stored: the owner may react to it at once."""
+    await services.replies.settled(chat_id)
+    await services.history.committed(chat_id)
+    stored = await turn_for_message(services.db, chat_id, message_id)
+    return stored if stored is not None and stored.turn.role == "assistant" else None
 
 
 async def prompt_of_reply(

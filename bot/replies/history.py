@@ -94,6 +94,8 @@ class ChatHistory:
         """Exchanges saved but not committed yet, per chat."""
         self._clearing: dict[int, int] = {}
         """Chats whose stored turns are being forgotten (/reset not committed yet)."""
+        self._committed: dict[int, asyncio.Event] = {}
+        """Set when a chat's last unsaved exchange is committed (for ``committed``)."""
 
     async def recent(self, chat_id: int, limit: int, since: datetime) -> list[CloneTurn]:
         """The chat's last ``limit`` turns at or after ``since``, oldest first."""
@@ -119,8 +121,17 @@ class ChatHistory:
                 pending.remove(exchange)
                 if not pending and self._unsaved.get(exchange.chat_id) is pending:
                     del self._unsaved[exchange.chat_id]
+                    event = self._committed.pop(exchange.chat_id, None)
+                    if event is not None:
+                        event.set()
 
         await self._db.write_soon(write)
+
+    async def committed(self, chat_id: int) -> None:
+        """Return once every exchange of the chat saved so far is committed (behind an
+        import, once it has committed)."""
+        while chat_id in self._unsaved:
+            await self._committed.setdefault(chat_id, asyncio.Event()).wait()
 
     async def clear(self, chat_id: int) -> None:
         """Forget the chat's conversation (/reset), after the exchanges saved before."""

@@ -64,6 +64,14 @@ class ReplyScheduler(Generic[T]):
             if not self._lock_users[chat_id]:
                 del self._lock_users[chat_id], self._locks[chat_id]
 
+    async def settled(self, chat_id: int) -> None:
+        """Return once the chat's reply in progress, if any, has been sent and stored (one
+        still waiting for its quiet period is not waited for)."""
+        lock = self._locks.get(chat_id)
+        if lock is not None and lock.locked():
+            async with lock:
+                pass
+
     async def close(self) -> None:
         """Cancel replies waiting for their quiet period or still being generated, and wait
         until they have stopped (before the database they write to closes)."""

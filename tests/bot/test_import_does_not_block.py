@@ -14,10 +14,13 @@ from typing import Any
 from telegram.ext import Application
 
 from bot.context import Services
+from bot.handlers.fix import NOT_A_CLONE_MESSAGE, NOTED
 from bot.settings import Settings
 from storage.clone_turns import recent_clone_turns
+from storage.corrections import count_corrections
 from storage.messages import corpus_counts, load_corpus, save_chats
 from storage.models import ChatRecord
+from storage.reply_labels import count_labels
 from tests.bot.conftest import ALLOWED_ID, running_clone, settle
 from tests.bot.scripted_engine import ScriptedEngine
 from tests.export_factory import OWNER_ID
@@ -154,3 +157,39 @@ async def test_a_reset_during_an_import_forgets_the_conversation_at_once(
         turns = await recent_clone_turns(services.db, ALLOWED_ID, limit=10)
     assert after_reset == ["hello again"]
     assert [t.text for t in turns] == ["hello again", "re: hello again"]
+
+
+async def test_the_owner_marks_and_fixes_a_reply_stored_behind_an_import(
+    settings: Settings, fake_telegram: FakeTelegramServer
+) -> None:
+    """The reply's exchange waits behind the import; a reaction and a /fix that come at once
+    wait for it too, instead of finding no clone reply."""
+    engine = ScriptedEngine()
+    async with running_clone(settings, lambda _: engine) as app:
+        services = _services(app)
+        importing, release = await _import_held(services)
+        fake_telegram.send_text(OWNER, "what do you think")
+        reply = await fake_telegram.wait_for_message(
+            OWNER_ID, lambda m: "what do you think" in str(m["text"])
+        )
+        owner_chat = builders.private_chat(OWNER)
+        fake_telegram.push_update(
+            builders.message_reaction_update(owner_chat, OWNER, int(reply["message_id"]), ["👍"])
+        )
+        entity = {"type": "bot_command", "offset": 0, "length": 4}
+        fix = builders.message(
+            owner_chat, OWNER, text="/fix I think so", reply_to=reply, entities=[entity]
+        )
+        fake_telegram.push_update({"message": fix})
+        await asyncio.sleep(0.5)
+        answered_during = _texts(fake_telegram, OWNER_ID)[1:]
+        release.set()
+        await importing
+        await fake_telegram.wait_for_message(OWNER_ID, lambda m: m["text"] == NOTED)
+        await settle(app, fake_telegram)
+        labels = await count_labels(services.db)
+        corrections = await count_corrections(services.db)
+    assert answered_during == [], "both waited for the reply to be stored"
+    assert labels == {"good": 1, "bad": 0}
+    assert corrections == 1
+    assert NOT_A_CLONE_MESSAGE not in _texts(fake_telegram, OWNER_ID)
