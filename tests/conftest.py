@@ -18,6 +18,16 @@ pytest_plugins = ["tests.fake_telegram.fixtures", "tests.hub"]
 os.environ["HF_HUB_OFFLINE"] = "1"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Under xdist the workers already share the cores: each torch process (a worker, or a
+    training or judging child it starts) takes one thread, not one per core, which thrashes."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import torch
+
+        os.environ["OMP_NUM_THREADS"] = "1"
+        torch.set_num_threads(1)
+
+
 # --- training fixtures: a tiny random Qwen2 and the real Qwen2.5-Instruct tokenizer ---------
 
 

@@ -42,7 +42,7 @@ def test_the_ssh_runner_is_built_from_the_train_ssh_settings(tmp_path: Path) -> 
     assert command[0] == "ssh" and "BatchMode=yes" in command
     assert "StrictHostKeyChecking=accept-new" in command
     assert f"UserKnownHostsFile={tmp_path / 'data' / 'ssh_known_hosts'}" in command
-    assert command[-2:] == ["gpu.example.org", "true"]
+    assert command[-2:] == ["gpu.example.org", "umask 077; true"]  # owner-only files there
 
 
 def test_ssh_without_a_host_says_which_setting_is_missing(tmp_path: Path) -> None:
