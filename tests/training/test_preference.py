@@ -4,14 +4,13 @@ DPO/KTO runs on the tiny model that are kept or dropped by eval_loss."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from storage.corrections import ContextTurn, Correction
-from storage.reply_labels import Label, ReplyLabel
+from storage.corrections import ContextTurn
+from tests.training.feedback import BETTER, CLONE, asked, correction, rated, signals
 from tests.training.test_train import OFFLINE_ENV, _write_run
 from training.chat_format import END_OF_TURN, ChatMessage, CloneSpec, load_clone_spec
 from training.config import DEFAULT_SYSTEM_PROMPT, DatasetConfig, GenerationSettings, TrainConfig
@@ -27,36 +26,15 @@ from training.preference_data import (
 from training.prompt import PromptBuilder
 from training.runner import LocalRunner
 
-NOW = datetime(2026, 12, 1, tzinfo=UTC)
-BETTER = "давай в семь у входа, возьму билеты"
-CLONE = "As an AI language model I cannot go to the cinema."
-
-
-def _correction(turn_id: int, context: list[ContextTurn], better: str = BETTER) -> Correction:
-    return Correction(turn_id, 1, turn_id, context, CLONE, better, NOW)
-
-
-def _label(turn_id: int, label: Label, reply: str = "sure, see you there") -> ReplyLabel:
-    context: list[ContextTurn] = [{"role": "user", "content": f"are you coming, {turn_id}?"}]
-    return ReplyLabel(1, turn_id, label, "reaction", context, reply, NOW)
-
-
-def _asked(question: str) -> list[ContextTurn]:
-    return [
-        {"role": "user", "content": "привет"},
-        {"role": "assistant", "content": "привет!"},
-        {"role": "user", "content": question},
-    ]
-
 
 def test_corrections_become_pairs_and_uncorrected_labels_unpaired(tmp_path: Path) -> None:
     config = DatasetConfig()
     corrections = [
-        _correction(1, _asked("пойдём в кино? мой номер +7 912 345-67-89")),
-        _correction(2, _asked("ну что?"), better=CLONE),  # says what the clone said
-        _correction(3, [{"role": "assistant", "content": "hello"}]),  # no user turn
+        correction(1, asked("пойдём в кино? мой номер +7 912 345-67-89")),
+        correction(2, asked("ну что?"), better=CLONE),  # says what the clone said
+        correction(3, [{"role": "assistant", "content": "hello"}]),  # no user turn
     ]
-    labels = [_label(1, "bad"), _label(4, "good"), _label(5, "bad", reply="<|im_end|>")]
+    labels = [rated(1, "bad"), rated(4, "good"), rated(5, "bad", reply="<|im_end|>")]
     data = preference_data(corrections, labels, config)
 
     [pair] = data.pairs
@@ -92,24 +70,15 @@ def test_long_context_loses_its_oldest_turns_to_fit() -> None:
         {"role": "assistant", "content": "ok"},
         {"role": "user", "content": "и что теперь?"},
     ]
-    data = preference_data([_correction(1, context)], [], config)
+    data = preference_data([correction(1, context)], [], config)
     [pair] = data.pairs
     assert [m["content"] for m in pair["prompt"][1:]] == ["и что теперь?"]
-    too_long = preference_data([_correction(1, context, better="word " * 200)], [], config)
+    too_long = preference_data([correction(1, context, better="word " * 200)], [], config)
     assert too_long.drops == {"preference_too_long": 1} and not too_long.pairs
 
 
 def _plain(messages: list[ChatMessage]) -> list[ChatMessage]:
     return [{"role": m["role"], "content": m["content"]} for m in messages]
-
-
-def _signals(pairs: int, unpaired: int) -> PreferenceData:
-    corrections = [
-        _correction(i, _asked(f"пойдём в кино в {i}?"), better=f"{BETTER} {i}")
-        for i in range(pairs)
-    ]
-    labels = [_label(100 + i, "good" if i % 2 else "bad") for i in range(unpaired)]
-    return preference_data(corrections, labels, DatasetConfig(max_seq_tokens=256))
 
 
 def test_trl_sees_the_serving_prompt_and_only_the_reply(
@@ -124,7 +93,7 @@ def test_trl_sees_the_serving_prompt_and_only_the_reply(
     from peft import LoraConfig, get_peft_model
 
     model = get_peft_model(base, LoraConfig(r=2, target_modules=["q_proj"], task_type="CAUSAL_LM"))
-    data = _signals(pairs=2, unpaired=2)
+    data = signals(pairs=2, unpaired=2)
     spec = CloneSpec(
         base_model=str(tiny_model_dir),
         dataset=DatasetConfig(max_seq_tokens=256),
@@ -161,6 +130,9 @@ async def _run(tmp_path: Path, tiny_model_dir: Path, data: PreferenceData, **val
         per_device_eval_batch_size=4,
         preference_epochs=1.0,
         per_device_train_batch_size=4,
+        # The supervised stage is not what these tests look at: a short one.
+        max_steps=4,
+        eval_steps=4,
         **values,
     )
     outcome = await LocalRunner(env=OFFLINE_ENV).run(config_path, tmp_path / "train.log")
@@ -180,7 +152,7 @@ async def test_twenty_signals_run_the_preference_stage_on_the_adapter(
     result = await _run(
         tmp_path,
         tiny_model_dir,
-        _signals(pairs=14, unpaired=6),
+        signals(pairs=14, unpaired=6),
         preference_learning_rate=5e-3,
         preference_tolerance=100.0,  # kept whatever it does to eval_loss
     )
@@ -209,7 +181,7 @@ async def test_a_stage_that_worsens_eval_loss_is_dropped(
     result = await _run(
         tmp_path,
         tiny_model_dir,
-        _signals(pairs=20, unpaired=0),
+        signals(pairs=20, unpaired=0),
         preference_learning_rate=0.5,  # wrecks the adapter
         preference_tolerance=0.01,
     )
@@ -222,17 +194,6 @@ async def test_a_stage_that_worsens_eval_loss_is_dropped(
     assert result["metrics"]["preference_kept"] == 0.0
     # The weights saved are the supervised ones, put back.
     assert _saved_loss(tmp_path) == pytest.approx(before, rel=1e-3)
-
-
-async def test_too_few_signals_skip_the_stage_and_say_so(
-    tmp_path: Path, tiny_model_dir: Path
-) -> None:
-    result = await _run(tmp_path, tiny_model_dir, _signals(pairs=2, unpaired=1))
-    stage = result["preference"]
-    assert stage["status"] == "skipped"
-    assert "3 of the 20 signals" in stage["note"]
-    assert result["metrics"]["preference_kept"] == 0.0
-    assert "preference_eval_loss" not in result["metrics"]
 
 
 def test_the_stage_switched_off_touches_nothing(tmp_path: Path) -> None:

@@ -11,20 +11,19 @@ import pytest
 
 from tests.adapters import make_adapter
 from tests.training.conftest import free_port
+from tests.training.feedback import signals
 from tests.training.test_runner import stop_group, trained_a_step, write_run
-from training.chat_format import ChatMessage
-from training.config import DEFAULT_SYSTEM_PROMPT
 from training.judge import judge_in_child
-from training.preference_data import PreferenceData, write_preference_data
+from training.preference_data import write_preference_data
 from training.runners import RunDetachedError, RunHandle, SshRunner, SshTarget
 
 
-async def test_training_runs_on_the_ssh_host_and_the_adapter_comes_home(
+async def test_training_runs_on_the_ssh_host_is_judged_there_and_comes_home(
     tmp_path: Path, tiny_model_dir: Path, ssh_host: SshTarget
 ) -> None:
     feedback = tmp_path / "run-0001" / "preference.jsonl"
     feedback.parent.mkdir(parents=True)
-    write_preference_data(feedback, _three_signals())
+    write_preference_data(feedback, signals(pairs=2, unpaired=1))
     config_path = write_run(tmp_path / "run-0001", tiny_model_dir, preference_file=feedback)
     events: list[dict[str, Any]] = []
     runner = SshRunner(ssh_host)
@@ -47,8 +46,24 @@ async def test_training_runs_on_the_ssh_host_and_the_adapter_comes_home(
     readable = [p for p in [remote, *remote.rglob("*")] if p.stat().st_mode & 0o077]
     assert {"train.jsonl", "eval.jsonl", "preference.jsonl"} <= {p.name for p in remote.iterdir()}
     assert not readable, "the run's files on the host are the owner's alone"
+    # Judged there, with the serving adapter sent over: as a judge here finds on the same files.
+    serving = make_adapter(tiny_model_dir, tmp_path / "serving", seed=2, system_prompt="Я.")
+    remote_log = tmp_path / "run-0001" / "judge.log"
+    eval_file = tmp_path / "run-0001" / "eval.jsonl"
+    on_host = await runner.judge(
+        handle, adapter, serving, eval_file, max_length=128, log_path=remote_log
+    )
+    assert (remote / "serving-adapter" / "clone.json").is_file()
+    assert "loading base model" in remote_log.read_text("utf-8")  # the host's stderr came home
     await runner.finish(handle)
     assert list((tmp_path / "gpu-host").iterdir()) == []
+    here = await judge_in_child(
+        adapter, serving, eval_file, max_length=128, log_path=tmp_path / "local-judge.log"
+    )
+    assert on_host.serving is not None and here.serving is not None
+    assert on_host.candidate["eval_loss"] == pytest.approx(here.candidate["eval_loss"], rel=1e-5)
+    assert on_host.serving["eval_loss"] == pytest.approx(here.serving["eval_loss"], rel=1e-5)
+    assert on_host.candidate["eval_loss"] != pytest.approx(on_host.serving["eval_loss"])
     # Its key was remembered in our known_hosts.
     assert ssh_host.known_hosts is not None and ssh_host.known_hosts.read_text().strip()
 
@@ -100,52 +115,3 @@ async def test_an_unreachable_host_fails_the_run_with_the_reason(tmp_path: Path)
     moved = SshTarget(host="127.0.0.2", port=target.port)
     outcome = await SshRunner(moved).follow(handle)
     assert outcome.error is not None and "TRAIN_SSH_HOST" in outcome.error
-
-
-def _three_signals() -> PreferenceData:
-    prompt: list[ChatMessage] = [
-        {"role": "system", "content": DEFAULT_SYSTEM_PROMPT},
-        {"role": "user", "content": "coming tonight?"},
-    ]
-    return PreferenceData(
-        pairs=[{"prompt": prompt, "chosen": "sure, at 8", "rejected": "As an AI, no"}],
-        unpaired=[
-            {"prompt": prompt, "completion": "yes", "label": True},
-            {"prompt": prompt, "completion": "Certainly! Here is", "label": False},
-        ],
-    )
-
-
-async def test_the_new_adapter_is_judged_on_the_host_with_the_serving_one_sent_over(
-    tmp_path: Path, tiny_model_dir: Path, ssh_host: SshTarget
-) -> None:
-    """What the host's judge finds equals what a judge here finds on the same files."""
-    run_dir = tmp_path / "run-0003"
-    config_path = write_run(run_dir, tiny_model_dir)
-    runner = SshRunner(ssh_host)
-    handle = await runner.start(config_path, run_dir / "train.log")
-    outcome = await runner.follow(handle)
-    assert outcome.succeeded, outcome.error
-    assert handle.remote_dir is not None
-    candidate = run_dir / "output" / "adapter"
-    serving = make_adapter(tiny_model_dir, tmp_path / "serving", seed=2, system_prompt="Я.")
-    remote_log = run_dir / "judge.log"
-    on_host = await runner.judge(
-        handle, candidate, serving, run_dir / "eval.jsonl", max_length=128, log_path=remote_log
-    )
-    assert (Path(str(handle.remote_dir)) / "serving-adapter" / "clone.json").is_file()
-    assert "loading base model" in remote_log.read_text("utf-8")  # the host's stderr came home
-    await runner.finish(handle)
-    assert not Path(str(handle.remote_dir)).exists()
-
-    here = await judge_in_child(
-        candidate,
-        serving,
-        run_dir / "eval.jsonl",
-        max_length=128,
-        log_path=tmp_path / "local-judge.log",
-    )
-    assert on_host.serving is not None and here.serving is not None
-    assert on_host.candidate["eval_loss"] == pytest.approx(here.candidate["eval_loss"], rel=1e-5)
-    assert on_host.serving["eval_loss"] == pytest.approx(here.serving["eval_loss"], rel=1e-5)
-    assert on_host.candidate["eval_loss"] != pytest.approx(on_host.serving["eval_loss"])

@@ -11,9 +11,11 @@ from typing import Any
 import pytest
 
 from storage.memory import INDEX_VERSION
+from tests.training.feedback import signals
 from training.chat_format import ChatMessage, load_clone_spec
 from training.config import DEFAULT_SYSTEM_PROMPT, DatasetConfig, TrainConfig
 from training.dataset import write_jsonl
+from training.preference_data import write_preference_data
 from training.runner import LocalRunner
 from training.train import load_datasets
 from training.train_args import load_config, parse_args
@@ -135,7 +137,11 @@ def test_trl_builds_labels_from_the_assistant_masks(tmp_path: Path, tiny_model_d
 async def test_real_training_run_through_the_local_runner(
     tmp_path: Path, tiny_model_dir: Path
 ) -> None:
-    config_path = _write_run(tmp_path, tiny_model_dir)
+    # The owner gave three signals: too few for the preference stage, which says so.
+    write_preference_data(tmp_path / "preference.jsonl", signals(pairs=2, unpaired=1))
+    config_path = _write_run(
+        tmp_path, tiny_model_dir, preference_file=tmp_path / "preference.jsonl"
+    )
     events: list[dict[str, Any]] = []
 
     async def on_event(event: dict[str, Any]) -> None:
@@ -164,6 +170,10 @@ async def test_real_training_run_through_the_local_runner(
     assert result["status"] == "succeeded" and result["adapter_dir"] == str(adapter_dir)
     assert result["metrics"]["eval_loss"] == spec.metrics["eval_loss"]
     assert result["precision"] == "fp32"
+    stage = result["preference"]
+    assert stage["status"] == "skipped" and "3 of the 20 signals" in stage["note"]
+    assert result["metrics"]["preference_kept"] == 0.0
+    assert "preference_eval_loss" not in result["metrics"]
     # One process, 2 samples x 1 accumulation step: the config's batch, reported as run.
     batch = {"gpus": 1, "per_device_batch": 2, "gradient_accumulation_steps": 1}
     assert result["batch"] == {**batch, "effective_batch": 2, "recipe_batch": 2}
