@@ -119,8 +119,9 @@ class ChatHistory:
                 await self._writes.submit(exchange)
             finally:
                 pending.remove(exchange)
-                if not pending and self._unsaved.get(exchange.chat_id) is pending:
-                    del self._unsaved[exchange.chat_id]
+                if not pending:  # a /reset may have dropped the list meanwhile
+                    if self._unsaved.get(exchange.chat_id) is pending:
+                        del self._unsaved[exchange.chat_id]
                     event = self._committed.pop(exchange.chat_id, None)
                     if event is not None:
                         event.set()

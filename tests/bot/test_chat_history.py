@@ -80,3 +80,34 @@ async def test_many_chats_read_and_write_their_own_history(db: Database) -> None
     stored = await recent_clone_turns(db, 7, limit=100)
     assert [t.text for t in stored] == ["7: 0", "ok", "7: 1", "ok", "7: 2", "ok"]
     await history.close()
+
+
+async def test_waiting_for_a_chats_saves_ends_when_they_commit_even_after_a_reset(
+    db: Database,
+) -> None:
+    history = ChatHistory(db)
+    holding, release = asyncio.Event(), asyncio.Event()
+
+    async def hold_import() -> None:
+        async with db.transaction(bulk=True):
+            holding.set()
+            await release.wait()
+
+    importing = asyncio.create_task(hold_import())
+    await holding.wait()
+    exchange = Exchange(1, [_turn(1, "user", "hi")], _turn(1, "assistant", "hello"), [7])
+    await history.save(exchange)  # queued behind the import
+    waiting = asyncio.create_task(history.committed(1))
+    await asyncio.sleep(0.05)
+    assert not waiting.done(), "the exchange is not committed yet"
+    await history.clear(1)  # a /reset while it waits
+    release.set()
+    await importing
+    await asyncio.wait_for(waiting, timeout=5)
+
+    async def nothing() -> None:
+        pass
+
+    await db.write_soon(nothing)  # after the queued /reset
+    assert await recent_clone_turns(db, 1, limit=10) == []
+    await history.close()

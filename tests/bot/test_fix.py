@@ -40,10 +40,7 @@ def _services(app: Application) -> Services:  # type: ignore[type-arg]
 
 def _fix_update(text: str, reply_to: dict[str, Any] | None) -> dict[str, Any]:
     """The owner's /fix command, as a reply to ``reply_to`` when given."""
-    command = text.split(maxsplit=1)[0]
-    entity = {"type": "bot_command", "offset": 0, "length": len(command)}
-    message = builders.message(OWNER_CHAT, OWNER, text=text, reply_to=reply_to, entities=[entity])
-    return {"message": message}
+    return builders.command_update(OWNER_CHAT, OWNER, text, reply_to=reply_to)
 
 
 def _texts(server: FakeTelegramServer) -> list[str]:
@@ -139,14 +136,9 @@ async def test_bad_fixes_get_help_and_store_nothing(
 async def test_others_cannot_fix(settings: Settings, fake_telegram: FakeTelegramServer) -> None:
     async with running_clone(settings, lambda _: ScriptedEngine()) as app:
         chat = builders.private_chat(FRIEND)
-        entity = {"type": "bot_command", "offset": 0, "length": 4}
         replied = builders.message(chat, fake_telegram.bot_user, text="re: hi", message_id=5)
         fake_telegram.push_update(
-            {
-                "message": builders.message(
-                    chat, FRIEND, text="/fix nope", reply_to=replied, entities=[entity]
-                )
-            }
+            builders.command_update(chat, FRIEND, "/fix nope", reply_to=replied)
         )
         await fake_telegram.wait_for_message(
             ALLOWED_ID, lambda m: "only the owner" in m.get("text", "")

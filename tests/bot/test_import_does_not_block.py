@@ -176,11 +176,9 @@ async def test_the_owner_marks_and_fixes_a_reply_stored_behind_an_import(
         fake_telegram.push_update(
             builders.message_reaction_update(owner_chat, OWNER, int(reply["message_id"]), ["👍"])
         )
-        entity = {"type": "bot_command", "offset": 0, "length": 4}
-        fix = builders.message(
-            owner_chat, OWNER, text="/fix I think so", reply_to=reply, entities=[entity]
+        fake_telegram.push_update(
+            builders.command_update(owner_chat, OWNER, "/fix I think so", reply_to=reply)
         )
-        fake_telegram.push_update({"message": fix})
         await asyncio.sleep(0.5)
         answered_during = _texts(fake_telegram, OWNER_ID)[1:]
         release.set()

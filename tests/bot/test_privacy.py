@@ -80,11 +80,10 @@ async def _drive_every_text_path(app: Any, server: FakeTelegramServer, engine: A
     # /fix of the clone's reply to the owner.
     server.send_text(OWNER, f"owner says {CANARY}")
     reply = await server.wait_for_message(OWNER_ID, lambda m: "owner says" in str(m["text"]))
-    entity = {"type": "bot_command", "offset": 0, "length": 4}
     owner_chat = builders.private_chat(OWNER)
-    text = f"/fix better {CANARY}"
-    fix = builders.message(owner_chat, OWNER, text=text, reply_to=reply, entities=[entity])
-    server.push_update({"message": fix})
+    server.push_update(
+        builders.command_update(owner_chat, OWNER, f"/fix better {CANARY}", reply_to=reply)
+    )
     await server.wait_for_message(OWNER_ID, lambda m: m["text"] == NOTED)
     # Groups: collected, talked in, edited.
     server.send_command(OWNER, "/collect on", chat=GROUP)

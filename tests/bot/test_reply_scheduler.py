@@ -79,3 +79,16 @@ async def test_close_cancels_waiting_and_running_replies() -> None:
     assert replies.running == {2}
     await asyncio.wait_for(asyncio.gather(scheduler.close(), fast.close()), timeout=1)
     assert replies.made == []
+
+
+async def test_settled_returns_once_the_chats_reply_in_progress_is_done() -> None:
+    replies = Replies(seconds=0.3)
+    scheduler: ReplyScheduler[str] = ReplyScheduler(quiet_seconds=0.01)
+    await scheduler.settled(1)  # nothing in progress: at once
+    scheduler.add(1, "hi", replies.for_chat(1))
+    await asyncio.sleep(0.1)
+    assert replies.running == {1}
+    await asyncio.wait_for(scheduler.settled(2), timeout=0.05)  # another chat: at once
+    await scheduler.settled(1)
+    assert replies.made == [(1, ["hi"])], "the reply was done before settled returned"
+    await _until_idle(scheduler)

@@ -128,8 +128,10 @@ def command_update(
     text: str,
     message_id: int | None = None,
     date: int | None = None,
+    reply_to: JSONDict | None = None,
 ) -> JSONDict:
-    """An ``Update`` with a command message: ``text`` like ``"/retrain 3"`` or ``"/start@bot"``.
+    """An ``Update`` with a command message: ``text`` like ``"/retrain 3"`` or ``"/start@bot"``,
+    as a reply to the message ``reply_to`` when given.
 
     The leading command gets the ``bot_command`` entity that PTB's ``CommandHandler`` looks for.
     """
@@ -137,7 +139,15 @@ def command_update(
         raise ValueError(f"a command starts with '/', got {text!r}")
     command = text.split(maxsplit=1)[0]
     entity = {"type": "bot_command", "offset": 0, "length": _utf16_len(command)}
-    msg = message(chat, from_user, text=text, message_id=message_id, date=date, entities=[entity])
+    msg = message(
+        chat,
+        from_user,
+        text=text,
+        message_id=message_id,
+        date=date,
+        reply_to=reply_to,
+        entities=[entity],
+    )
     return {"message": msg}
 
 
