@@ -125,11 +125,12 @@ class TrainingPipeline:
         self._resume_task: asyncio.Task[None] | None = None
         self._judging: asyncio.Future[Judgement] | None = None
         self._stopping = False
+        self._runs_on = 0  # runs held or awaited (resume's look for none does not count)
 
     @property
     def busy(self) -> bool:
         """A run is being prepared, trained, judged or followed."""
-        return self._lock.locked()
+        return self._runs_on > 0
 
     async def ensure_idle(self) -> None:
         """Raise RunAlreadyActiveError when a run is queued or running."""
@@ -175,7 +176,7 @@ class TrainingPipeline:
         if self.busy:
             logger.info("skipping %s run: another run is in progress", trigger)
             return None
-        async with self._lock:
+        async with self._work(), self._lock:
             self._cancel_requested = False
             run_id = await create_run(self._db, trigger)
             logger.info("training run %d started by %s", run_id, trigger)
@@ -192,16 +193,29 @@ class TrainingPipeline:
         """
         async with self._lock:
             for run in await unfinished_runs(self._db):
-                self._cancel_requested = False
-                location = await run_location(self._db, run.run_id)
-                if location is None or run.run_dir is None:
-                    reason = "the bot stopped before this run's training process started"
-                    await finish_run(self._db, run.run_id, "failed", {}, reason)
-                    await self._hooks.finished(RunReport(run.run_id, "failed", reason))
-                    continue
-                logger.info("following training run %d again", run.run_id)
-                await self._hooks.resumed(run.run_id)
-                await self._guard(run.run_id, self._reattach(run.run_id, run.run_dir, location))
+                async with self._work():
+                    await self._resume_one(run)
+
+    async def _resume_one(self, run: TrainingRun) -> None:
+        self._cancel_requested = False
+        location = await run_location(self._db, run.run_id)
+        if location is None or run.run_dir is None:
+            reason = "the bot stopped before this run's training process started"
+            await finish_run(self._db, run.run_id, "failed", {}, reason)
+            await self._hooks.finished(RunReport(run.run_id, "failed", reason))
+            return
+        logger.info("following training run %d again", run.run_id)
+        await self._hooks.resumed(run.run_id)
+        await self._guard(run.run_id, self._reattach(run.run_id, run.run_dir, location))
+
+    @contextlib.asynccontextmanager
+    async def _work(self) -> AsyncIterator[None]:
+        """The pipeline is busy while the block runs: a run is on, or waits for the lock."""
+        self._runs_on += 1
+        try:
+            yield
+        finally:
+            self._runs_on -= 1
 
     def resume_in_background(self) -> asyncio.Task[None]:
         """Start ``resume`` as a task of its own (not the application's: PTB's stop() would

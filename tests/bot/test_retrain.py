@@ -102,6 +102,34 @@ async def test_active_run_blocks_a_second_one(db: Database, tmp_path: Path) -> N
         await service.ensure_idle()
 
 
+async def _busy_while_resuming(pipeline: TrainingPipeline) -> list[bool]:
+    """``busy`` at each turn of the event loop while the pipeline looks for runs to follow."""
+    task = pipeline.resume_in_background()
+    seen = []
+    while not task.done():
+        seen.append(pipeline.busy)
+        await asyncio.sleep(0)
+    await task
+    return seen
+
+
+async def test_looking_for_runs_to_follow_is_not_a_run(db: Database, tmp_path: Path) -> None:
+    """At start-up, with nothing to follow, users are not told the clone is learning."""
+    pipeline = TrainingPipeline(_settings(tmp_path), db, OwnerHooks(Inbox()))
+    seen = await _busy_while_resuming(pipeline)
+    assert len(seen) > 1 and not any(seen)
+
+
+async def test_failing_a_run_left_queued_is_a_run(db: Database, tmp_path: Path) -> None:
+    run_id = await create_run(db, "schedule")
+    inbox = Inbox()
+    pipeline = TrainingPipeline(_settings(tmp_path), db, OwnerHooks(inbox))
+    seen = await _busy_while_resuming(pipeline)
+    assert any(seen) and not pipeline.busy
+    run = await latest_run(db)
+    assert run is not None and run.run_id == run_id and run.status == "failed"
+
+
 async def test_cron_schedules_the_retrain_job(db: Database, tmp_path: Path) -> None:
     settings = _settings(tmp_path, retrain_cron="0 4 * * 0", timezone="Europe/Moscow")
     service = TrainingPipeline(settings, db, OwnerHooks(Inbox()))
