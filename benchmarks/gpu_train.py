@@ -45,7 +45,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from benchmarks.synthetic_conversations import CONVERSATIONS, EVAL_CONVERSATIONS, write_splits
-from tests.tiny_model import TOKENIZER_DIR
+from tests.tiny_model import TOKENIZER_DIR, copy_tokenizer
+from training.child_exit import exit_child
 from training.config import TrainConfig
 from training.token_stats import measure_token_stats
 from training.train import build_trainer, load_datasets, load_tokenizer_and_model, train
@@ -115,7 +116,7 @@ def build_random_checkpoint(config: Any, directory: Path, device: str) -> Path:
     A directory that already holds a checkpoint of the same config is reused.
     """
     import torch
-    from transformers import AutoTokenizer, Qwen2ForCausalLM
+    from transformers import Qwen2ForCausalLM
 
     marker = directory / "config.json"
     if marker.is_file() and (directory / "tokenizer_config.json").is_file():
@@ -133,7 +134,7 @@ def build_random_checkpoint(config: Any, directory: Path, device: str) -> Path:
         torch.set_default_dtype(previous)
     directory.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(directory)
-    AutoTokenizer.from_pretrained(TOKENIZER_DIR).save_pretrained(directory)
+    copy_tokenizer(TOKENIZER_DIR, directory)
     del model
     if device == "cuda":
         torch.cuda.empty_cache()
@@ -346,4 +347,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_child(main())

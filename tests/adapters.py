@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -10,14 +12,32 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from storage.memory import INDEX_VERSION
-from training.chat_format import CloneSpec, save_clone_spec
+from tests.tiny_model import copy_tokenizer
+from training.chat_format import CloneSpec, load_clone_spec, save_clone_spec
 from training.config import DatasetConfig, GenerationSettings
 
 ATTENTION = ["q_proj", "k_proj", "v_proj", "o_proj"]
 
 
 def make_adapter(base_dir: Path, out_dir: Path, *, seed: int, system_prompt: str) -> Path:
-    """A random (non-identity) LoRA adapter of `base_dir` with its clone.json, no training."""
+    """A random (non-identity) LoRA adapter of `base_dir` with its clone.json, no training.
+
+    The same (base, seed, system prompt) gives the same weights: each is built once per
+    process and copied (with a fresh ``created_at``), the copy the caller's to change."""
+    key = (str(base_dir), seed, system_prompt)
+    if key not in _BUILT:
+        folder = base_dir.parent / f"{base_dir.name}-adapters" / str(len(_BUILT))
+        _BUILT[key] = _build_adapter(base_dir, folder, seed=seed, system_prompt=system_prompt)
+    shutil.copytree(_BUILT[key], out_dir, dirs_exist_ok=True)
+    spec = load_clone_spec(out_dir)
+    save_clone_spec(out_dir, replace(spec, created_at=datetime.now(UTC).isoformat()))
+    return out_dir
+
+
+_BUILT: dict[tuple[str, int, str], Path] = {}
+
+
+def _build_adapter(base_dir: Path, out_dir: Path, *, seed: int, system_prompt: str) -> Path:
     from peft import LoraConfig, get_peft_model
 
     torch.manual_seed(seed)
@@ -25,14 +45,13 @@ def make_adapter(base_dir: Path, out_dir: Path, *, seed: int, system_prompt: str
     config = LoraConfig(r=4, lora_alpha=16, target_modules=ATTENTION, init_lora_weights=False)
     peft_model = get_peft_model(model, config)
     peft_model.save_pretrained(out_dir)
-    tokenizer = AutoTokenizer.from_pretrained(base_dir)
-    tokenizer.save_pretrained(out_dir)
+    copy_tokenizer(base_dir, out_dir)
     save_clone_spec(
         out_dir,
         CloneSpec(
             base_model=str(base_dir),
             dataset=DatasetConfig(system_prompt=system_prompt),
-            chat_template=str(tokenizer.chat_template),
+            chat_template=(base_dir / "chat_template.jinja").read_text("utf-8"),
             generation=GenerationSettings(do_sample=False, max_new_tokens=10),
             metrics={"eval_loss": 1.0},
             dataset_size=1,

@@ -16,6 +16,12 @@ pytest_plugins = ["tests.fake_telegram.fixtures", "tests.hub"]
 
 # Nothing is ever fetched from a model hub in tests (CI has no internet): fail fast instead.
 os.environ["HF_HUB_OFFLINE"] = "1"
+# Nothing here uses torch.compile, but bitsandbytes wraps its kernels in it when it is imported
+# (PEFT and transformers import it), which imports TorchDynamo and Inductor: 1.7 s of the start
+# of every training and judging process, about thirty per run of the suite. Disabled, torch.compile
+# hands the functions back unchanged (what bitsandbytes falls back to anyway where it cannot
+# compile).
+os.environ["TORCHDYNAMO_DISABLE"] = "1"
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -42,7 +42,7 @@ def recipe(data_dir: Path, base_model: Path, **values: object) -> Settings:
         "train_grad_accum": 1,
         "train_max_length": 256,
         "train_logging_steps": 1,
-        "train_max_steps": 12,
+        "train_max_steps": 8,
         "train_learning_rate": 5e-3,
     }
     return Settings(_env_file=None, **{**base, **values})  # type: ignore[arg-type]

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from training.chat_format import CloneSpec, load_clone_spec
+from training.child_exit import exit_child
 from training.dataset import read_jsonl
 from training.evaluate import score_samples
 from training.modeling import (
@@ -265,4 +266,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_child(main())

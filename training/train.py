@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from storage.memory import INDEX_VERSION
 from training.chat_format import PAD_TOKEN, CloneSpec, save_clone_spec, tokenize_for_training
+from training.child_exit import exit_child
 from training.config import TrainConfig
 from training.dataset import fingerprint, read_jsonl
 from training.gpus import BatchPlan, batch_plan, process_count, process_gpu
@@ -455,4 +456,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_child(main())

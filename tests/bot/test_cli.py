@@ -13,7 +13,7 @@ import pytest
 from tests.bad_exports import BAD_EXPORTS, BadExport, zipped
 from tests.export_factory import write_full_export
 from tests.html_exports import FIXTURES, HTML_OWNER_NAME
-from tests.tiny_model import TOKENIZER_DIR
+from tests.tiny_model import TOKENIZER_DIR, torch_env
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -160,7 +160,12 @@ def test_train_and_dataset_build_never_import_telegram(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-c", script],
         cwd=tmp_path,
-        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"},
+        env={
+            "PATH": "/usr/bin:/bin",
+            "PYTHONPATH": str(ROOT),
+            "HF_HUB_OFFLINE": "1",
+            **torch_env(),
+        },
         capture_output=True,
         text=True,
         timeout=120,

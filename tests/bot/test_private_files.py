@@ -20,7 +20,7 @@ from storage.private_files import tighten
 from tests.export_factory import OWNER_ID, full_export, write_full_export
 from tests.fake_telegram import builders
 from tests.fake_telegram.server import FakeTelegramServer
-from tests.tiny_model import TOKENIZER_DIR
+from tests.tiny_model import TOKENIZER_DIR, torch_env
 from training.dataset import write_jsonl
 from training.frozen_eval import freeze_eval
 from training.preference_data import PreferenceData, write_preference_data
@@ -65,6 +65,7 @@ def _env(tmp_path: Path, **values: str) -> dict[str, str]:
         "PYTHONPATH": str(ROOT),
         "HOME": str(tmp_path),
         "HF_HUB_OFFLINE": "1",
+        **torch_env(),
         **values,
     }
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.tiny_model import torch_env
 from training.runners import SshTarget
 
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
@@ -32,6 +33,11 @@ def _keygen(path: Path) -> None:
         check=True,
         stdin=subprocess.DEVNULL,
     )
+
+
+def _torch_settings() -> str:
+    """The suite's torch settings (``tests.tiny_model.torch_env``) as ``SetEnv`` words."""
+    return "".join(f" {name}={value}" for name, value in torch_env().items())
 
 
 @pytest.fixture
@@ -60,8 +66,10 @@ def ssh_host(tmp_path: Path, host_bin: Path) -> Iterator[SshTarget]:
         "StrictModes no\nUsePAM no\nPasswordAuthentication no\n"
         "KbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\n"
         # Nothing may come from a model hub in tests, on the "GPU host" either; its own bin
-        # folder comes first (a test may put a fake nvidia-smi there, see ``host_bin``).
-        f"SetEnv HF_HUB_OFFLINE=1 PATH={host_bin}:/usr/local/bin:/usr/bin:/bin\n",
+        # folder comes first (a test may put a fake nvidia-smi there, see ``host_bin``). The
+        # host is this machine: its torch processes are set up as the suite's are.
+        f"SetEnv HF_HUB_OFFLINE=1 PATH={host_bin}:/usr/local/bin:/usr/bin:/bin"
+        f"{_torch_settings()}\n",
         encoding="utf-8",
     )
     if os.geteuid() == 0:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.adapters import make_adapter
+from tests.tiny_model import torch_env
 from training.dataset import write_jsonl
 from training.judge import JudgeError, judge_in_child
 
@@ -46,7 +47,12 @@ def _probe(
         (info / "top_level.txt").write_text("flash_attn\n", "utf-8")
     done = subprocess.run(
         [sys.executable, "-c", PROBE],
-        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": f"{site}:{ROOT}", "HF_HUB_OFFLINE": "1"},
+        env={
+            "PATH": "/usr/bin:/bin",
+            "PYTHONPATH": f"{site}:{ROOT}",
+            "HF_HUB_OFFLINE": "1",
+            **torch_env(),
+        },
         capture_output=True,
         text=True,
         timeout=120,

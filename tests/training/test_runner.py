@@ -7,6 +7,8 @@ import contextlib
 import json
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,7 @@ from training.config import DEFAULT_SYSTEM_PROMPT, DatasetConfig, TrainConfig
 from training.dataset import write_jsonl
 from training.runners import LocalRunner, RunDetachedError, train_command
 from training.runners.base import EXIT_CODE_FILE
-from training.runners.local import is_our_process
+from training.runners.local import PROJECT_ROOT, is_our_process
 
 OFFLINE_ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
 
@@ -57,6 +59,33 @@ def write_run(tmp_path: Path, base_model: str | Path, **overrides: Any) -> Path:
     path = tmp_path / "train_config.json"
     path.write_text(json.dumps(config.to_dict()), encoding="utf-8")
     return path
+
+
+def test_a_child_leaves_everything_written_and_skips_the_teardown(tmp_path: Path) -> None:
+    """What the training and judging processes end with: their parent reads it all."""
+    script = (
+        "import atexit, logging, sys\n"
+        "from pathlib import Path\n"
+        "from training.child_exit import exit_child\n"
+        "logging.basicConfig(filename=sys.argv[1], level=logging.INFO)\n"
+        "atexit.register(lambda: print('teardown', file=sys.stderr))\n"
+        "logging.getLogger('run').info('the log line')\n"
+        'sys.stdout.write(\'{"event": "done"}\')  # buffered: a pipe, no newline\n'
+        "exit_child(3)\n"
+    )
+    log = tmp_path / "child.log"
+    buffered = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(log)],
+        cwd=PROJECT_ROOT,
+        env=buffered,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 3
+    assert done.stdout == '{"event": "done"}' and "the log line" in log.read_text("utf-8")
+    assert "teardown" not in done.stderr
 
 
 def test_one_gpu_runs_the_module_more_go_through_accelerate_launch() -> None:

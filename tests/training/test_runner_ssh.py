@@ -13,7 +13,7 @@ from tests.adapters import make_adapter
 from tests.training.conftest import free_port
 from tests.training.feedback import signals
 from tests.training.test_runner import stop_group, trained_a_step, write_run
-from training.judge import judge_in_child
+from training.judge import judge
 from training.preference_data import write_preference_data
 from training.runners import RunDetachedError, RunHandle, SshRunner, SshTarget
 
@@ -57,9 +57,8 @@ async def test_training_runs_on_the_ssh_host_is_judged_there_and_comes_home(
     assert "loading base model" in remote_log.read_text("utf-8")  # the host's stderr came home
     await runner.finish(handle)
     assert list((tmp_path / "gpu-host").iterdir()) == []
-    here = await judge_in_child(
-        adapter, serving, eval_file, max_length=128, log_path=tmp_path / "local-judge.log"
-    )
+    # The same judging here, in this process (a child would run this very function).
+    here = await asyncio.to_thread(judge, adapter, serving, eval_file, max_length=128)
     assert on_host.serving is not None and here.serving is not None
     assert on_host.candidate["eval_loss"] == pytest.approx(here.candidate["eval_loss"], rel=1e-5)
     assert on_host.serving["eval_loss"] == pytest.approx(here.serving["eval_loss"], rel=1e-5)
