@@ -154,7 +154,8 @@ async def test_enough_signals_run_the_preference_stage_on_the_adapter(
         tiny_model_dir,
         signals(pairs=4, unpaired=2),
         preference_min_pairs=6,
-        preference_epochs=2.0,  # DPO's loss is ln 2 at its first step: a second one learns
+        # Two pairs a step: DPO's loss is ln 2 at its first step, the second one shows it learned.
+        per_device_train_batch_size=2,
         preference_learning_rate=5e-3,
         preference_tolerance=100.0,  # kept whatever it does to eval_loss
     )
