@@ -43,6 +43,32 @@ def _spec(tokenizer: Any) -> CloneSpec:
     )
 
 
+def test_the_tiny_models_tokenizer_files_and_a_resaved_copy_are_one_tokenizer(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    """The tiny model's folder holds the fixture's files as they are; a training run saves the
+    tokenizer again (as ``tokenizer.json``) beside its adapter. Tests compare prompts and
+    replies across the two, so they must be the same tokenizer."""
+    from transformers import AutoTokenizer
+
+    original = AutoTokenizer.from_pretrained(tiny_model_dir)
+    original.save_pretrained(tmp_path / "resaved")
+    assert (tmp_path / "resaved" / "tokenizer.json").is_file()
+    assert not (tiny_model_dir / "tokenizer.json").exists()
+    resaved = AutoTokenizer.from_pretrained(tmp_path / "resaved")
+    assert resaved.get_vocab() == original.get_vocab()
+    assert resaved.chat_template == original.chat_template
+    assert (resaved.pad_token, resaved.eos_token) == (original.pad_token, original.eos_token)
+    messages = [
+        {"role": "system", "content": "Ты — владелец."},
+        {"role": "user", "content": "Привет! 😀 see you at 7?\n\n\tok <|endoftext|>"},
+        {"role": "assistant", "content": "日本語 and  two  spaces"},
+    ]
+    text = resaved.apply_chat_template(messages, tokenize=False)
+    assert text == original.apply_chat_template(messages, tokenize=False)
+    assert resaved(text)["input_ids"] == original(text)["input_ids"]
+
+
 def test_serving_prompt_is_the_training_prefix(qwen_tokenizer: Any) -> None:
     spec = _spec(qwen_tokenizer)
     training_text = render(
