@@ -33,9 +33,19 @@ def unreachable_hub(request: pytest.FixtureRequest) -> Iterator[str]:
         yield f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
-def hub_env(tmp_path: Path, endpoint: str, **extra: str) -> dict[str, str]:
-    """A child's environment: the hub at ``endpoint``, an HF cache of its own, not offline."""
+PROBE_SECONDS = "1"
+"""The hub request's limit in these children (HF_HUB_ETAG_TIMEOUT): a silent hub then costs 1 s,
+not the default 3 s (tests/training/test_preflight.py runs the default once)."""
+
+
+def hub_env(
+    tmp_path: Path, endpoint: str, probe_seconds: str | None = PROBE_SECONDS, **extra: str
+) -> dict[str, str]:
+    """A child's environment: the hub at ``endpoint``, an HF cache of its own, not offline;
+    ``probe_seconds`` as HF_HUB_ETAG_TIMEOUT (None: unset)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
+    if probe_seconds is not None:
+        env["HF_HUB_ETAG_TIMEOUT"] = probe_seconds
     return {
         **env,
         "HF_ENDPOINT": endpoint,

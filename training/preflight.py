@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import os
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,7 +34,8 @@ Where = Literal["folder", "cache", "hub"]
 
 PROBE_SECONDS = 3.0
 """Limit of the one hub request's wait (to connect, or for the answer): a firewall that drops
-packets costs 3 s, while the hub answers in a fraction of a second."""
+packets costs 3 s, while the hub answers in a fraction of a second. ``HF_HUB_ETAG_TIMEOUT``, the
+hub client's own limit for such metadata requests, replaces it where it is set (a slow link)."""
 TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "tokenizer.model")
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 WEIGHT_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
@@ -78,10 +80,23 @@ class ModelSource:
     """Its size when known (safetensors headers, or the hub's figure)."""
 
 
-def locate_model(
-    name: str, needs: Needs = "all", *, timeout: float = PROBE_SECONDS
-) -> ModelSource:
-    """Where ``name`` can be loaded from for ``needs``; ModelUnavailableError says why not."""
+def probe_seconds() -> float:
+    """How long the hub request may wait: ``HF_HUB_ETAG_TIMEOUT`` if set, else PROBE_SECONDS."""
+    value = os.environ.get("HF_HUB_ETAG_TIMEOUT", "").strip()
+    if not value:
+        return PROBE_SECONDS
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = 0.0
+    if not seconds > 0:
+        raise ValueError(f"HF_HUB_ETAG_TIMEOUT must be a number of seconds above 0, not {value!r}")
+    return seconds
+
+
+def locate_model(name: str, needs: Needs = "all", *, timeout: float | None = None) -> ModelSource:
+    """Where ``name`` can be loaded from for ``needs``; ModelUnavailableError says why not.
+    ``timeout`` None: ``probe_seconds()``."""
     folder = Path(name).expanduser()
     if folder.is_dir():
         missing = missing_files(folder, needs)
@@ -92,7 +107,7 @@ def locate_model(
         return ModelSource(name, str(folder), "folder", count_parameters(folder))
     if name.startswith((".", "/", "~")) or name.count("/") > 1:
         raise ModelUnavailableError(f"BASE_MODEL folder {folder} does not exist. " + _ways(name))
-    return _locate_on_hub(name, needs, timeout)
+    return _locate_on_hub(name, needs, probe_seconds() if timeout is None else timeout)
 
 
 def _locate_on_hub(repo_id: str, needs: Needs, timeout: float) -> ModelSource:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 import struct
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from tests.training.test_gpus import fake_nvidia_smi
 from training.gpus import Gpu
 from training.preflight import (
     CPU_TRIAL_MODEL,
+    PROBE_SECONDS,
     HardwareError,
     ModelSource,
     ModelUnavailableError,
@@ -31,6 +33,7 @@ from training.preflight import (
     count_parameters,
     locate_model,
     preflight_run,
+    probe_seconds,
 )
 from training.settings import PipelineSettings
 
@@ -92,12 +95,35 @@ def test_a_folder_that_lacks_files_is_refused_naming_them(tmp_path: Path) -> Non
 def test_the_hub_unreachable_is_said_at_once_with_the_ways_to_provide_the_model(
     tmp_path: Path, unreachable_hub: str
 ) -> None:
-    result = locate_in_child(hub_env(tmp_path, unreachable_hub), HUB_MODEL, "tokenizer")
+    env = hub_env(tmp_path, unreachable_hub, probe_seconds=None)  # PROBE_SECONDS
+    result = locate_in_child(env, HUB_MODEL, "tokenizer")
     assert float(str(result["seconds"])) < PREFLIGHT_LIMIT_SECONDS
     message = str(result["error"])
     assert "cannot be reached" in message and unreachable_hub in message
     assert "not in the Hugging Face cache" in message and str(tmp_path / "hf-home") in message
     assert_says_how_to_provide(message, HUB_MODEL)
+
+
+def test_hf_hub_etag_timeout_sets_how_long_a_silent_hub_is_waited_for(tmp_path: Path) -> None:
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)
+        endpoint = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        result = locate_in_child(hub_env(tmp_path, endpoint, probe_seconds="1"), HUB_MODEL)
+    waited = float(str(result["seconds"]))
+    assert 1.0 <= waited < 2.0 < PROBE_SECONDS, waited
+    assert "cannot be reached" in str(result["error"])
+
+
+@pytest.mark.parametrize("value", ["soon", "0", "-1"])
+def test_a_bad_hf_hub_etag_timeout_is_refused_by_name(
+    value: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_HUB_ETAG_TIMEOUT", value)
+    with pytest.raises(ValueError, match=f"HF_HUB_ETAG_TIMEOUT must be .* not '{value}'"):
+        probe_seconds()
+    monkeypatch.setenv("HF_HUB_ETAG_TIMEOUT", " ")
+    assert probe_seconds() == PROBE_SECONDS
 
 
 def _cache_model(hf_home: Path, repo_id: str, files: Path, *, only: tuple[str, ...] = ()) -> Path:
