@@ -46,6 +46,7 @@ def _stop_group(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
 
 
+@pytest.mark.slow
 async def test_the_restarted_bot_follows_the_run_and_promotes_it(
     fake_telegram: FakeTelegramServer, tmp_path: Path, tiny_model_dir: Path
 ) -> None:
@@ -53,8 +54,10 @@ async def test_the_restarted_bot_follows_the_run_and_promotes_it(
         fake_telegram,
         tmp_path / "data",
         base_model=str(tiny_model_dir),
-        train_max_steps=16,
-        train_eval_steps=8,
+        # Long enough to outlast the throttled progress message and the bot's stop, on a
+        # step of about 0.2 s here.
+        train_max_steps=40,
+        train_eval_steps=20,
     )
     engine = ScriptedEngine()
     export = json.dumps(full_export(conversations=6), ensure_ascii=False).encode()
@@ -66,7 +69,7 @@ async def test_the_restarted_bot_follows_the_run_and_promotes_it(
             OWNER_ID, lambda m: _text(m).startswith("Import finished"), timeout=30
         )
         fake_telegram.send_command(OWNER, "/retrain")
-        await fake_telegram.wait_for_message(OWNER_ID, lambda m: "/16" in _text(m), timeout=120)
+        await fake_telegram.wait_for_message(OWNER_ID, lambda m: "/40" in _text(m), timeout=120)
         assert engine.released  # a local run gets the GPU of the serving model
         run = await latest_run(services.db)
         assert run is not None
@@ -126,7 +129,8 @@ def _settings(tmp_path: Path, base_model: Path, **values: Any) -> Settings:
     return Settings(_env_file=None, **{**defaults, **values})  # type: ignore[call-arg]
 
 
-async def test_a_run_killed_while_the_bot_was_down_fails_and_the_next_one_works(
+@pytest.mark.slow
+async def test_a_run_killed_while_the_bot_was_down_fails_and_the_next_one_is_judged_once(
     db: Database, tmp_path: Path, tiny_model_dir: Path
 ) -> None:
     await import_export(db, write_full_export(tmp_path / "result.json", conversations=6))
@@ -152,7 +156,8 @@ async def test_a_run_killed_while_the_bot_was_down_fails_and_the_next_one_works(
     _stop_group(location.pid)  # ... and its training dies with the machine
 
     inbox = Inbox()
-    second = TrainingPipeline(_settings(tmp_path, tiny_model_dir), db, OwnerHooks(inbox))
+    settings = _settings(tmp_path, tiny_model_dir)
+    second = TrainingPipeline(settings, db, OwnerHooks(inbox))
     await second.resume()
     failed = await get_run(db, run.run_id)
     assert failed is not None and failed.status == "failed"
@@ -161,13 +166,32 @@ async def test_a_run_killed_while_the_bot_was_down_fails_and_the_next_one_works(
     assert adapter is not None and adapter.path == str(serving)
     assert "failed" in inbox.texts[-1] and "keeps its current adapter" in inbox.texts[-1]
 
-    following = await second.run("command")
-    assert following is not None
-    assert following.status == "succeeded", following.error
+    # The next run trains; the bot stops while its adapter is being judged.
+    following = asyncio.create_task(second.run("command"))
+    next_dir = settings.runs_dir / f"run-{run.run_id + 1:04d}"
+    pid_path = next_dir / JUDGE_PID_NAME
+    while not pid_path.exists():
+        assert not following.done(), "the run ended before its adapter was judged"
+        await asyncio.sleep(0.02)
+    judge_pid = int(pid_path.read_text())
+    await second.shutdown()
+    await asyncio.wait_for(following, timeout=30)
+    assert not Path(f"/proc/{judge_pid}/cmdline").exists(), "the judge did not outlive the bot"
+    run = await latest_run(db)
+    assert run is not None and run.status == "running", "left for the next start"
+    assert next_dir.name == f"run-{run.run_id:04d}"
+
+    await TrainingPipeline(settings, db, OwnerHooks(inbox)).resume()
+    judged = await get_run(db, run.run_id)
+    assert judged is not None and judged.status == "succeeded", judged
+    judge_log = (next_dir / JUDGE_LOG_NAME).read_text("utf-8")
+    # The first judge was stopped as it started (loading torch takes seconds): one verdict.
+    assert judge_log.count("candidate scored") == 1
     # The serving adapter's files are gone, so the new one cannot be compared with it on the
     # same eval set: it is kept as a candidate (its stored 9.0 from an older set is no bar).
     adapter = await current_adapter(db)
     assert adapter is not None and adapter.path == str(serving)
+    assert f"Training run #{run.run_id} finished" in inbox.texts[-1]
     assert "could not be scored on the same eval set" in inbox.texts[-1]
     assert "/promote 2" in inbox.texts[-1]
 
@@ -185,31 +209,3 @@ async def test_a_run_that_never_started_its_process_fails_on_resume(
         f"Training run #{queued} failed (the bot stopped before this run's training process "
         "started); the clone keeps its current adapter. Details are in the bot's log."
     ], "the owner hears of it"
-
-
-async def test_a_bot_stopping_while_judging_stops_the_judge_and_the_next_start_judges_once(
-    db: Database, tmp_path: Path, tiny_model_dir: Path
-) -> None:
-    await import_export(db, write_full_export(tmp_path / "result.json", conversations=6))
-    settings = _settings(tmp_path, tiny_model_dir)
-    first = TrainingPipeline(settings, db, OwnerHooks(Inbox()))
-    running = asyncio.create_task(first.run("command"))
-    pid_path = settings.runs_dir / "run-0001" / JUDGE_PID_NAME
-    while not pid_path.exists():
-        assert not running.done(), "the run ended before its adapter was judged"
-        await asyncio.sleep(0.02)
-    judge_pid = int(pid_path.read_text())
-    await first.shutdown()  # the bot stops while the new adapter is being judged
-    await asyncio.wait_for(running, timeout=30)
-    assert not Path(f"/proc/{judge_pid}/cmdline").exists(), "the judge did not outlive the bot"
-    run = await latest_run(db)
-    assert run is not None and run.status == "running", "left for the next start"
-
-    inbox = Inbox()
-    await TrainingPipeline(settings, db, OwnerHooks(inbox)).resume()
-    judged = await get_run(db, run.run_id)
-    assert judged is not None and judged.status == "succeeded", judged
-    assert "Training run #1 finished" in inbox.texts[-1]
-    judge_log = (settings.runs_dir / "run-0001" / JUDGE_LOG_NAME).read_text("utf-8")
-    # The first judge was stopped as it started (loading torch takes seconds): one verdict.
-    assert judge_log.count("candidate scored") == 1
