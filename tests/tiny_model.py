@@ -33,7 +33,12 @@ TOKENIZER_FILES = frozenset(
 )
 
 
-TORCH_SETTINGS = ("OMP_NUM_THREADS", "TORCHDYNAMO_DISABLE")
+TORCH_SETTINGS = (
+    "OMP_NUM_THREADS",
+    "TORCHDYNAMO_DISABLE",
+    "MALLOC_MMAP_MAX_",
+    "MALLOC_TRIM_THRESHOLD_",
+)
 """What the suite sets for every torch process it runs (tests/conftest.py)."""
 
 

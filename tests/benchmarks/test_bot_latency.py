@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import math
 
+import pytest
+
 from benchmarks.bot_latency import run_variant
 
 
+@pytest.mark.slow
 async def test_ten_chats_are_all_answered_in_order_with_figures() -> None:
     report = await run_variant(
         chats=10, messages_per_chat=2, engine_delay=0.05, piece_delay=0.005, streaming=True

@@ -43,6 +43,7 @@ def test_it_refuses_to_run_without_cuda(capsys: pytest.CaptureFixture[str]) -> N
     assert "needs a CUDA GPU" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_the_recipe_and_baseline_run_on_a_tiny_model(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

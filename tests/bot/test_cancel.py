@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from bot.context import Services
 from storage.runs import current_adapter, latest_run
 from tests.bot.conftest import bot_settings, running_clone
@@ -19,6 +21,7 @@ def _text(message: dict[str, object]) -> str:
     return str(message.get("text", ""))
 
 
+@pytest.mark.slow
 async def test_status_shows_evals_and_cancel_keeps_the_adapter(
     fake_telegram: FakeTelegramServer, tmp_path: Path, tiny_model_dir: Path
 ) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from bot.replies.pipeline import LEARNING_TEXT
 from tests.adapters import greedy_reply
 from tests.bot.conftest import ALLOWED_ID, bot_settings, running_clone
@@ -17,6 +19,7 @@ FRIEND = builders.user(ALLOWED_ID, "Friend")
 QUESTION = "Привет! Что нового?"
 
 
+@pytest.mark.slow
 async def test_export_retrain_and_reply(
     fake_telegram: FakeTelegramServer, tmp_path: Path, tiny_model_dir: Path
 ) -> None:

@@ -119,6 +119,7 @@ async def test_the_bot_process_keeps_data_dir_owner_only_and_narrows_older_files
     assert not _readable_by_others(data)
 
 
+@pytest.mark.slow
 def test_the_command_line_writes_owner_only_files_whatever_its_umask(
     tmp_path: Path, tiny_model_dir: Path
 ) -> None:

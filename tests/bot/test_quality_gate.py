@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from telegram.ext import Application
 
 from bot.context import Services
@@ -61,6 +62,7 @@ async def test_promote_rollback_and_list(
         assert await ask("/rollback") == "There is no earlier adapter to roll back to."
 
 
+@pytest.mark.slow
 async def test_a_worse_run_is_kept_as_a_candidate(
     tmp_path: Path, tiny_model_dir: Path, trained_clone: TrainedClone
 ) -> None:

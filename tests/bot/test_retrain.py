@@ -57,6 +57,7 @@ async def test_empty_corpus_fails_with_advice(db: Database, tmp_path: Path) -> N
     assert "export" in inbox.texts[-1]
 
 
+@pytest.mark.slow
 async def test_failed_training_keeps_the_serving_adapter(db: Database, tmp_path: Path) -> None:
     await import_export(db, write_full_export(tmp_path / "result.json", conversations=6))
     serving_run = await create_run(db, "cli")

@@ -34,6 +34,7 @@ def eval_file(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 async def test_both_adapters_are_scored_in_one_process_as_each_alone(
     tiny_model_dir: Path, tmp_path: Path, eval_file: Path
 ) -> None:
@@ -56,6 +57,7 @@ async def test_both_adapters_are_scored_in_one_process_as_each_alone(
     assert not (serving / QUIZ_FILE).exists()
 
 
+@pytest.mark.slow
 async def test_a_serving_adapter_that_cannot_be_scored_is_reported_not_fatal(
     tiny_model_dir: Path, tmp_path: Path, eval_file: Path
 ) -> None:
@@ -120,6 +122,7 @@ async def test_a_cancelled_judge_has_exited_when_the_cancel_returns(
     assert not pid_path.exists()
 
 
+@pytest.mark.slow
 async def test_a_judge_left_by_a_killed_bot_is_stopped_before_the_next_one(
     tiny_model_dir: Path, tmp_path: Path, eval_file: Path
 ) -> None:

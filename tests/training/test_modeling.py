@@ -79,6 +79,7 @@ def test_a_flash_attn_that_loads_passes_the_load_check(tmp_path: Path) -> None:
     assert "ModuleNotFoundError" in str(_probe(tmp_path / "none", None)[0]["error"])
 
 
+@pytest.mark.slow
 async def test_the_judge_holds_an_adapter_to_its_recorded_precision(
     tiny_model_dir: Path, tmp_path: Path
 ) -> None:

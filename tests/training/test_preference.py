@@ -144,6 +144,7 @@ def _saved_loss(tmp_path: Path) -> float:
     return scores["eval_loss"]
 
 
+@pytest.mark.slow
 async def test_enough_signals_run_the_preference_stage_on_the_adapter(
     tmp_path: Path, tiny_model_dir: Path
 ) -> None:
@@ -178,6 +179,7 @@ async def test_enough_signals_run_the_preference_stage_on_the_adapter(
     assert read_jsonl(tmp_path / "eval.jsonl")  # the eval set was not touched
 
 
+@pytest.mark.slow
 async def test_a_stage_that_worsens_eval_loss_is_dropped(
     tmp_path: Path, tiny_model_dir: Path
 ) -> None:

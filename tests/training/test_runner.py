@@ -104,6 +104,7 @@ def test_only_a_training_process_with_this_config_counts_as_ours(tmp_path: Path)
     assert not is_our_process(2**22 + 12345, tmp_path / "train_config.json")
 
 
+@pytest.mark.slow
 async def test_a_new_runner_follows_a_run_through_accelerate_launch(
     tmp_path: Path, tiny_model_dir: Path, request: pytest.FixtureRequest
 ) -> None:
@@ -148,6 +149,7 @@ def trained_a_step(events: list[dict[str, Any]]) -> bool:
     return any(event.get("step", 0) >= 1 for event in events)
 
 
+@pytest.mark.slow
 async def test_a_killed_training_process_fails_with_the_reason(
     tmp_path: Path, tiny_model_dir: Path
 ) -> None:

@@ -18,6 +18,7 @@ from training.preference_data import write_preference_data
 from training.runners import RunDetachedError, RunHandle, SshRunner, SshTarget
 
 
+@pytest.mark.slow
 async def test_training_runs_on_the_ssh_host_is_judged_there_and_comes_home(
     tmp_path: Path, tiny_model_dir: Path, ssh_host: SshTarget
 ) -> None:
@@ -67,6 +68,7 @@ async def test_training_runs_on_the_ssh_host_is_judged_there_and_comes_home(
     assert ssh_host.known_hosts is not None and ssh_host.known_hosts.read_text().strip()
 
 
+@pytest.mark.slow
 async def test_a_new_runner_follows_the_remote_run_and_cancels_it(
     tmp_path: Path, tiny_model_dir: Path, ssh_host: SshTarget
 ) -> None:

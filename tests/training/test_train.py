@@ -134,6 +134,7 @@ def test_trl_builds_labels_from_the_assistant_masks(tmp_path: Path, tiny_model_d
         assert labels == expected
 
 
+@pytest.mark.slow
 async def test_real_training_run_through_the_local_runner(
     tmp_path: Path, tiny_model_dir: Path
 ) -> None:
