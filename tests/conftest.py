@@ -33,7 +33,7 @@ os.environ["MALLOC_TRIM_THRESHOLD_"] = str(4 << 30)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests marked ``slow`` (training or judging processes, tens of seconds) go first: xdist
+    """Tests marked ``slow`` (training, judging, a bot in its own process) go first: xdist
     hands tests out in this order, so the workers share them and end together instead of one
     finishing a long test alone."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)

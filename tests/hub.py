@@ -33,13 +33,13 @@ def unreachable_hub(request: pytest.FixtureRequest) -> Iterator[str]:
         yield f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
-PROBE_SECONDS = "1"
+QUICK_PROBE_SECONDS = "1"
 """The hub request's limit in these children (HF_HUB_ETAG_TIMEOUT): a silent hub then costs 1 s,
 not the default 3 s (tests/training/test_preflight.py runs the default once)."""
 
 
 def hub_env(
-    tmp_path: Path, endpoint: str, probe_seconds: str | None = PROBE_SECONDS, **extra: str
+    tmp_path: Path, endpoint: str, probe_seconds: str | None = QUICK_PROBE_SECONDS, **extra: str
 ) -> dict[str, str]:
     """A child's environment: the hub at ``endpoint``, an HF cache of its own, not offline;
     ``probe_seconds`` as HF_HUB_ETAG_TIMEOUT (None: unset)."""
